@@ -1,0 +1,371 @@
+//! The CRM's record kinds as data: every kind is a TOML file in `kinds/`, and
+//! the node's own SQL migrations live in `migrations/`. Both are embedded at
+//! build time. This crate only parses and checks the definitions; what the node
+//! builds from them (validation, projection tables, OpenAPI) lives in the node.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+/// Kind files embedded in the binary, in the order the API lists them.
+const KIND_FILES: &[(&str, &str)] = &[
+    ("clients.toml", include_str!("../kinds/clients.toml")),
+    ("contacts.toml", include_str!("../kinds/contacts.toml")),
+];
+
+/// SQL migrations of the node (beyond the store's own), numbered and
+/// append-only: never edit one that has shipped, add the next number.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "search index and kind fingerprints",
+    sql: include_str!("../migrations/0001_search_index.sql"),
+}];
+
+/// One numbered SQL migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Names the node uses for record metadata; a field may not take them.
+pub const RESERVED_NAMES: &[&str] = &[
+    "id",
+    "kind",
+    "created_at",
+    "updated_at",
+    "version",
+    "conflicts",
+    "deleted",
+    "sort",
+    "limit",
+    "cursor",
+    "fields",
+    "q",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("kind {kind}: {message}")]
+    Invalid { kind: String, message: String },
+}
+
+/// All record kinds the node knows.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    kinds: Vec<KindDef>,
+}
+
+impl Schema {
+    /// The kinds compiled into this binary.
+    pub fn builtin() -> Result<Schema, SchemaError> {
+        let mut kinds = Vec::new();
+        for (file, text) in KIND_FILES {
+            let kind: KindDef = toml::from_str(text).map_err(|e| SchemaError::Parse {
+                file: (*file).to_owned(),
+                source: Box::new(e),
+            })?;
+            kinds.push(kind);
+        }
+        Schema::from_kinds(kinds)
+    }
+
+    /// Checks a set of kind definitions for consistency.
+    pub fn from_kinds(kinds: Vec<KindDef>) -> Result<Schema, SchemaError> {
+        let names: HashSet<&str> = kinds.iter().map(|k| k.collection.as_str()).collect();
+        if names.len() != kinds.len() {
+            return Err(SchemaError::Invalid {
+                kind: "*".into(),
+                message: "two kinds share a collection name".into(),
+            });
+        }
+        for kind in &kinds {
+            kind.check(&names)?;
+        }
+        Ok(Schema { kinds })
+    }
+
+    pub fn kinds(&self) -> &[KindDef] {
+        &self.kinds
+    }
+
+    pub fn kind(&self, collection: &str) -> Option<&KindDef> {
+        self.kinds.iter().find(|k| k.collection == collection)
+    }
+}
+
+/// One record kind: its collection name in the API and its fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindDef {
+    /// Plural, lower case; the API path segment and the document `kind`.
+    pub collection: String,
+    /// Singular human name.
+    pub label: String,
+    /// Fields joined with spaces make the record's title in search hits.
+    pub title: Vec<String>,
+    pub fields: Vec<FieldDef>,
+}
+
+impl KindDef {
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn searchable_fields(&self) -> impl Iterator<Item = &FieldDef> {
+        self.fields.iter().filter(|f| f.searchable)
+    }
+
+    fn check(&self, kinds: &HashSet<&str>) -> Result<(), SchemaError> {
+        let fail = |message: String| SchemaError::Invalid {
+            kind: self.collection.clone(),
+            message,
+        };
+        if !is_identifier(&self.collection) {
+            return Err(fail(
+                "collection must be lower-case letters, digits and _".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for field in &self.fields {
+            if !seen.insert(field.name.as_str()) {
+                return Err(fail(format!("field {} is declared twice", field.name)));
+            }
+            field
+                .check()
+                .map_err(|m| fail(format!("field {}: {m}", field.name)))?;
+            if let Some(target) = &field.to {
+                if !kinds.contains(target.as_str()) {
+                    return Err(fail(format!(
+                        "field {} refers to unknown kind {target}",
+                        field.name
+                    )));
+                }
+            }
+        }
+        if self.title.is_empty() {
+            return Err(fail("title names no field".into()));
+        }
+        for name in &self.title {
+            if self.field(name).is_none() {
+                return Err(fail(format!("title names unknown field {name}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The type of a field's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// One line of text.
+    String,
+    /// Long text, co-edited character by character (Automerge `Text`).
+    Text,
+    Integer,
+    /// Integer minor units plus an ISO 4217 currency code.
+    Money,
+    Bool,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// An instant, RFC 3339.
+    Datetime,
+    /// One of `values`.
+    Enum,
+    /// The id of a record of kind `to`.
+    Reference,
+    /// A set of short strings (tags).
+    Set,
+    Email,
+    /// Shown as entered, stored and compared as digits with country code.
+    Phone,
+}
+
+impl FieldType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Text => "text",
+            FieldType::Integer => "integer",
+            FieldType::Money => "money",
+            FieldType::Bool => "bool",
+            FieldType::Date => "date",
+            FieldType::Datetime => "datetime",
+            FieldType::Enum => "enum",
+            FieldType::Reference => "reference",
+            FieldType::Set => "set",
+            FieldType::Email => "email",
+            FieldType::Phone => "phone",
+        }
+    }
+
+    /// Types whose values order meaningfully, so range filters apply.
+    pub fn is_ordered(self) -> bool {
+        matches!(
+            self,
+            FieldType::Integer | FieldType::Money | FieldType::Date | FieldType::Datetime
+        )
+    }
+
+    /// Types filtered by prefix.
+    pub fn is_textual(self) -> bool {
+        matches!(
+            self,
+            FieldType::String | FieldType::Email | FieldType::Phone | FieldType::Enum
+        )
+    }
+}
+
+/// A domain rule beyond the type, implemented by the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// Russian taxpayer number: 10 digits (company) or 12 (person) with
+    /// check digits; the length must agree with `client_type` when set.
+    Inn,
+}
+
+/// A default value as written in a kind file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DefaultValue {
+    Bool(bool),
+    Integer(i64),
+    String(String),
+}
+
+/// One field of a kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<DefaultValue>,
+    /// Characters for strings and text; per member for sets.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+    /// Allowed values of an enum.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Target kind of a reference.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Filterable and sortable in lists (a projection column with an index).
+    #[serde(default)]
+    pub indexed: bool,
+    /// Part of the full-text index.
+    #[serde(default)]
+    pub searchable: bool,
+    /// Used by duplicate search to find the same client twice.
+    #[serde(default)]
+    pub natural_key: bool,
+    #[serde(default)]
+    pub check: Option<Check>,
+}
+
+impl FieldDef {
+    fn check(&self) -> Result<(), String> {
+        if !is_identifier(&self.name) {
+            return Err("name must be lower-case letters, digits and _".into());
+        }
+        if RESERVED_NAMES.contains(&self.name.as_str()) {
+            return Err("name is reserved for record metadata".into());
+        }
+        if self.name.contains("__") {
+            return Err("name may not contain __ (used for derived columns)".into());
+        }
+        match (self.ty, self.values.is_empty()) {
+            (FieldType::Enum, true) => return Err("an enum needs values".into()),
+            (FieldType::Enum, false) => {}
+            (_, false) => return Err("only an enum takes values".into()),
+            _ => {}
+        }
+        if (self.ty == FieldType::Reference) != self.to.is_some() {
+            return Err("a reference, and only a reference, names its target with `to`".into());
+        }
+        if self.check == Some(Check::Inn) && self.ty != FieldType::String {
+            return Err("the inn check applies to a string".into());
+        }
+        if let Some(default) = &self.default {
+            let fits = match (self.ty, default) {
+                (FieldType::Enum, DefaultValue::String(s)) => self.values.contains(s),
+                (FieldType::String, DefaultValue::String(_)) => true,
+                (FieldType::Integer, DefaultValue::Integer(_)) => true,
+                (FieldType::Bool, DefaultValue::Bool(_)) => true,
+                _ => false,
+            };
+            if !fits {
+                return Err("default does not fit the field's type".into());
+            }
+        }
+        if self.ty == FieldType::Text && self.indexed {
+            return Err("text is searchable, not indexed".into());
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_kinds_parse_and_check() {
+        let schema = Schema::builtin().expect("embedded kinds are valid");
+        let clients = schema.kind("clients").expect("clients declared");
+        assert!(clients.field("name").is_some_and(|f| f.required));
+        let stage = clients.field("stage").expect("stage declared");
+        assert_eq!(
+            stage.default,
+            Some(DefaultValue::String("potential".into()))
+        );
+        let contacts = schema.kind("contacts").expect("contacts declared");
+        assert_eq!(
+            contacts.field("client_id").and_then(|f| f.to.as_deref()),
+            Some("clients")
+        );
+    }
+
+    fn kind_with(field: &str) -> Result<Schema, SchemaError> {
+        let text = format!("collection = \"things\"\nlabel = \"Thing\"\ntitle = [\"a\"]\n[[fields]]\nname = \"a\"\ntype = \"string\"\n{field}");
+        let kind: KindDef = toml::from_str(&text).map_err(|e| SchemaError::Parse {
+            file: "test".into(),
+            source: Box::new(e),
+        })?;
+        Schema::from_kinds(vec![kind])
+    }
+
+    #[test]
+    fn inconsistent_definitions_are_refused() {
+        let bad = [
+            "[[fields]]\nname = \"e\"\ntype = \"enum\"",
+            "[[fields]]\nname = \"r\"\ntype = \"reference\"\nto = \"nowhere\"",
+            "[[fields]]\nname = \"id\"\ntype = \"string\"",
+            "[[fields]]\nname = \"a\"\ntype = \"string\"",
+            "[[fields]]\nname = \"x\"\ntype = \"enum\"\nvalues = [\"p\"]\ndefault = \"q\"",
+            "[[fields]]\nname = \"x\"\ntype = \"string\"\nbogus = true",
+            "[[fields]]\nname = \"Bad\"\ntype = \"string\"",
+        ];
+        for field in bad {
+            assert!(kind_with(field).is_err(), "accepted: {field}");
+        }
+        assert!(kind_with("[[fields]]\nname = \"n\"\ntype = \"integer\"\ndefault = 3").is_ok());
+    }
+}

@@ -1,0 +1,74 @@
+//! The HTTP edge: routes of the CRM API, error mapping, OpenAPI. Handlers
+//! parse HTTP and call the domain layer (`records`); they hold no SQL and no
+//! CRM rules.
+
+mod body;
+mod health;
+pub mod openapi;
+mod problem;
+mod records;
+mod search;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::records::{Author, Records};
+
+/// Who writes until users and sessions exist: every change is attributed to
+/// this user id.
+const LOCAL_USER: &str = "local";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub records: Records,
+    openapi: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(records: Records) -> AppState {
+        let openapi = Arc::new(openapi::document(records.schema()));
+        AppState { records, openapi }
+    }
+
+    fn author(&self) -> Author {
+        Author(LOCAL_USER.to_owned())
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/search", get(search::search))
+        .route("/{collection}", get(records::list).post(records::create))
+        .route(
+            "/{collection}/{id}",
+            get(records::get)
+                .patch(records::update)
+                .delete(records::delete),
+        )
+        .route("/{collection}/{id}/restore", post(records::restore))
+        .route("/{collection}/{id}/history", get(records::history));
+    Router::new()
+        .route("/healthz", get(health::health))
+        .nest("/api/v1", api)
+        .fallback(problem::no_route)
+        .method_not_allowed_fallback(problem::wrong_method)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+}

@@ -1,0 +1,135 @@
+//! The one place where errors become HTTP: every failure is answered as
+//! `application/problem+json` (RFC 9457). Internal details are logged, not
+//! shown.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::records::{FieldError, RecordError};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Each field that failed validation, with what is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    slug: &'static str,
+    detail: String,
+    errors: Option<Vec<FieldError>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            slug,
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(error: RecordError) -> ApiError {
+        use RecordError as E;
+        let detail = error.to_string();
+        match error {
+            E::UnknownCollection(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown-collection", detail)
+            }
+            E::InvalidId(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid-id", detail),
+            E::NotFound { .. } => ApiError::not_found(detail),
+            E::Gone { .. } => ApiError::new(StatusCode::GONE, "deleted", detail),
+            E::VersionMismatch => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "version-mismatch", detail)
+            }
+            E::Invalid(errors) => {
+                let summary = errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    slug: "validation",
+                    detail: summary,
+                    errors: Some(errors),
+                }
+            }
+            E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
+            E::Store(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "storage unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage-unavailable",
+                    "the node cannot write to its database right now (disk full or read-only?); nothing was changed",
+                )
+            }
+            E::Store(_) | E::Internal(_) => {
+                tracing::error!(error = %detail, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+fn title(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("Error").to_owned()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("urn:crm-node:problem:{}", self.slug),
+            title: title(self.status),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            errors: self.errors,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// Answers unknown paths.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
+}
+
+/// Answers known paths called with a method they do not take.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not take that method; see /api/v1/openapi.json",
+    )
+}

@@ -1,0 +1,130 @@
+//! `/api/v1/{collection}`: create, read, merge-patch, delete, restore, list
+//! and history of the records of every kind.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::body::{json_object, query_pairs};
+use super::problem::ApiError;
+use super::AppState;
+use crate::records::Versioned;
+
+fn with_etag(status: StatusCode, versioned: Versioned) -> Response {
+    let mut response = (status, Json(versioned.record)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&versioned.etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // Unknown collection wins over a bad body: the path is wrong first.
+    state.records.kind_exists(&collection)?;
+    let body = json_object(&headers, body)?;
+    let created = state
+        .records
+        .create(&collection, body, &state.author())
+        .await?;
+    let location = format!(
+        "/api/v1/{collection}/{}",
+        created.record["id"].as_str().unwrap_or_default()
+    );
+    let mut response = with_etag(StatusCode::CREATED, created);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        state.records.get(&collection, &id).await?,
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    state.records.kind_exists(&collection)?;
+    let patch = json_object(&headers, body)?;
+    let if_match = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "version-mismatch",
+                        "If-Match is not a version of this record",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let updated = state
+        .records
+        .update(&collection, &id, patch, if_match, &state.author())
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .records
+        .delete(&collection, &id, &state.author())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        state
+            .records
+            .restore(&collection, &id, &state.author())
+            .await?,
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    state.records.kind_exists(&collection)?;
+    let params = query_pairs(query)?;
+    let page = state.records.list(&collection, params).await?;
+    Ok(Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response())
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let items = state.records.history(&collection, &id).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}

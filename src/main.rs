@@ -1,0 +1,89 @@
+//! crm-node: parse the command line, load the configuration, run.
+
+mod api;
+mod cli;
+mod config;
+mod node;
+mod records;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use config::{Config, Overrides};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(
+                &args.data,
+                Overrides {
+                    listen: args.listen,
+                    name: args.name,
+                },
+            )?;
+            init_logging(&config.log);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(args.data, config))
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter =
+        EnvFilter::try_from_env("CRM_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let node = node::Node::open(&data, config)
+        .await
+        .with_context(|| format!("opening the node in {}", data.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    // The one line on stdout: scripts and tests read the address from it.
+    println!("crm-node listening on http://{addr}");
+    tracing::info!(%addr, "serving");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    node.serve(listener, shutdown).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    shutdown.cancel();
+}

@@ -1,0 +1,95 @@
+//! A running node: opens the store with the schema's projections, serves
+//! the API on a listener until told to stop, then closes the store after
+//! in-flight requests finished.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crm_schema::Schema;
+use crm_sync::{Migration, Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::{database_path, Config};
+use crate::records::projection::{self, RecordProjector, SetupError};
+use crate::records::Records;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("schema: {0}")]
+    Schema(#[from] crm_schema::SchemaError),
+    #[error("store: {0}")]
+    Store(#[from] crm_sync::StoreError),
+    #[error("projections: {0}")]
+    Setup(#[from] SetupError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Node {
+    store: Store,
+    records: Records,
+    config: Config,
+}
+
+fn node_migrations() -> Vec<Migration> {
+    crm_schema::MIGRATIONS
+        .iter()
+        .map(|m| Migration {
+            version: m.version,
+            name: m.name,
+            sql: m.sql,
+        })
+        .collect()
+}
+
+impl Node {
+    pub async fn open(data_dir: &Path, config: Config) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(data_dir)?;
+        let schema = Arc::new(Schema::builtin()?);
+        let store_config = StoreConfig {
+            path: database_path(data_dir),
+            cache_capacity: config.cache_capacity,
+            readers: config.read_connections,
+            node_name: config.name.clone(),
+        };
+        let projector = Arc::new(RecordProjector::new(schema.clone()));
+        let migrations = node_migrations();
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open(&store_config, "crm", &migrations, projector)
+        })
+        .await
+        .map_err(|e| crm_sync::StoreError::TaskFailed(e.to_string()))??;
+        let prepared_schema = schema.clone();
+        store
+            .write(move |txn| projection::prepare(txn, &prepared_schema))
+            .await?;
+        let identity = store.identity();
+        tracing::info!(node_id = %identity.node_id, epoch = identity.epoch.0, name = %identity.name, "store open");
+        let records = Records::new(store.clone(), schema);
+        Ok(Node {
+            store,
+            records,
+            config,
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled, then waits for in-flight
+    /// requests and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), NodeError> {
+        let app = api::router(
+            AppState::new(self.records.clone()),
+            self.config.max_body_bytes,
+        );
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        self.store.close().await;
+        result.map_err(NodeError::from)
+    }
+}

@@ -1,0 +1,459 @@
+//! How a record lives in its Automerge document: one root key per field
+//! (money adds `<field>__currency`), `Text` objects for long text, maps of
+//! `member -> true` for sets, `created_at` and `deleted` beside them.
+//! Reading works at the current state or at any past heads (for history).
+
+use std::collections::BTreeSet;
+
+use automerge::transaction::{Transactable, Transaction};
+use automerge::{
+    Automerge, AutomergeError, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+};
+use chrono::{DateTime, NaiveDate};
+use crm_schema::{FieldDef, FieldType, KindDef};
+use crm_sync::{node_of_actor, DocId};
+
+use super::value::FieldValue;
+
+pub const CREATED_AT: &str = "created_at";
+pub const DELETED: &str = "deleted";
+
+/// The state to read: the current one, or the one at some heads.
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    Now,
+    Heads(&'a [ChangeHash]),
+}
+
+fn get<'d>(doc: &'d Automerge, obj: &ObjId, prop: &str, at: At<'_>) -> Option<(Value<'d>, ObjId)> {
+    let found = match at {
+        At::Now => doc.get(obj, prop),
+        At::Heads(heads) => doc.get_at(obj, prop, heads),
+    };
+    found.ok().flatten()
+}
+
+fn currency_key(field: &FieldDef) -> String {
+    format!("{}__currency", field.name)
+}
+
+fn date_to_ms(date: NaiveDate) -> i64 {
+    date.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or_default()
+}
+
+/// Empty containers for text and set fields, made with the record so that
+/// later edits on several nodes merge inside one object instead of making
+/// rival objects.
+pub fn create_containers(
+    tx: &mut Transaction<'_>,
+    kind: &KindDef,
+    now_ms: i64,
+) -> Result<(), AutomergeError> {
+    tx.put(ROOT, CREATED_AT, ScalarValue::Timestamp(now_ms))?;
+    tx.put(ROOT, DELETED, false)?;
+    for field in &kind.fields {
+        match field.ty {
+            FieldType::Text => {
+                tx.put_object(ROOT, field.name.as_str(), ObjType::Text)?;
+            }
+            FieldType::Set => {
+                tx.put_object(ROOT, field.name.as_str(), ObjType::Map)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` (or clears the field) in the document. Writing a field
+/// supersedes every concurrent value it had, which is how a conflict is
+/// resolved.
+pub fn write_field(
+    tx: &mut Transaction<'_>,
+    field: &FieldDef,
+    value: Option<&FieldValue>,
+) -> Result<(), AutomergeError> {
+    let name = field.name.as_str();
+    match (field.ty, value) {
+        (FieldType::Text, value) => {
+            let text = match value {
+                Some(FieldValue::Text(s)) => s.as_str(),
+                _ => "",
+            };
+            let existing = match tx.get_all(ROOT, name)?.as_slice() {
+                [(Value::Object(ObjType::Text), id)] => Some(id.clone()),
+                _ => None,
+            };
+            let id = match existing {
+                Some(id) => id,
+                None => tx.put_object(ROOT, name, ObjType::Text)?,
+            };
+            tx.update_text(&id, text)?;
+        }
+        (FieldType::Set, value) => {
+            let wanted = match value {
+                Some(FieldValue::Set(set)) => set.clone(),
+                _ => BTreeSet::new(),
+            };
+            let id = match tx.get(ROOT, name)? {
+                Some((Value::Object(ObjType::Map), id)) => id,
+                _ => tx.put_object(ROOT, name, ObjType::Map)?,
+            };
+            let present: Vec<String> = tx.keys(&id).collect();
+            for member in present.iter().filter(|m| !wanted.contains(*m)) {
+                tx.delete(&id, member.as_str())?;
+            }
+            for member in wanted.iter().filter(|m| !present.contains(m)) {
+                tx.put(&id, member.as_str(), true)?;
+            }
+        }
+        (_, None) => {
+            delete_if_present(tx, name)?;
+            if field.ty == FieldType::Money {
+                delete_if_present(tx, &currency_key(field))?;
+            }
+        }
+        (_, Some(value)) => {
+            let scalar = match value {
+                FieldValue::Str(s) | FieldValue::Text(s) => ScalarValue::Str(s.as_str().into()),
+                FieldValue::Int(i) => ScalarValue::Int(*i),
+                FieldValue::Bool(b) => ScalarValue::Boolean(*b),
+                FieldValue::Date(d) => ScalarValue::Timestamp(date_to_ms(*d)),
+                FieldValue::DateTime(ms) => ScalarValue::Timestamp(*ms),
+                FieldValue::Money { minor, currency } => {
+                    put_superseding(
+                        tx,
+                        &currency_key(field),
+                        ScalarValue::Str(currency.as_str().into()),
+                    )?;
+                    ScalarValue::Int(*minor)
+                }
+                FieldValue::Set(_) => return Ok(()),
+            };
+            put_superseding(tx, name, scalar)?;
+        }
+    }
+    Ok(())
+}
+
+fn delete_if_present(tx: &mut Transaction<'_>, key: &str) -> Result<(), AutomergeError> {
+    if !tx.get_all(ROOT, key)?.is_empty() {
+        tx.delete(ROOT, key)?;
+    }
+    Ok(())
+}
+
+/// Puts a scalar so that it supersedes all concurrent values, even when the
+/// chosen value equals the current winner (a plain put of an equal value is
+/// dropped as a no-op, which would leave the conflict standing).
+fn put_superseding(
+    tx: &mut Transaction<'_>,
+    key: &str,
+    value: ScalarValue,
+) -> Result<(), AutomergeError> {
+    if tx.get_all(ROOT, key)?.len() > 1 {
+        tx.delete(ROOT, key)?;
+    }
+    tx.put(ROOT, key, value)
+}
+
+/// Reads one field.
+pub fn read_field(doc: &Automerge, field: &FieldDef, at: At<'_>) -> Option<FieldValue> {
+    let (value, id) = get(doc, &ROOT, &field.name, at)?;
+    match value {
+        Value::Object(ObjType::Text) => {
+            let text = match at {
+                At::Now => doc.text(&id),
+                At::Heads(heads) => doc.text_at(&id, heads),
+            }
+            .ok()?;
+            (!text.is_empty()).then_some(FieldValue::Text(text))
+        }
+        Value::Object(ObjType::Map) => {
+            let members: BTreeSet<String> = match at {
+                At::Now => doc.keys(&id).collect(),
+                At::Heads(heads) => doc.keys_at(&id, heads).collect(),
+            };
+            (!members.is_empty()).then_some(FieldValue::Set(members))
+        }
+        Value::Object(_) => None,
+        Value::Scalar(scalar) => {
+            let currency = if field.ty == FieldType::Money {
+                match get(doc, &ROOT, &currency_key(field), at) {
+                    Some((Value::Scalar(c), _)) => c.as_str().map(str::to_owned),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            scalar_to_field(field, &scalar, currency)
+        }
+    }
+}
+
+fn scalar_to_field(
+    field: &FieldDef,
+    scalar: &ScalarValue,
+    currency: Option<String>,
+) -> Option<FieldValue> {
+    Some(match (field.ty, scalar) {
+        (
+            FieldType::String
+            | FieldType::Email
+            | FieldType::Phone
+            | FieldType::Enum
+            | FieldType::Reference,
+            ScalarValue::Str(s),
+        ) => FieldValue::Str(s.to_string()),
+        (FieldType::Integer, ScalarValue::Int(i)) => FieldValue::Int(*i),
+        (FieldType::Money, ScalarValue::Int(i)) => FieldValue::Money {
+            minor: *i,
+            currency: currency?,
+        },
+        (FieldType::Bool, ScalarValue::Boolean(b)) => FieldValue::Bool(*b),
+        (FieldType::Date, ScalarValue::Timestamp(ms)) => {
+            FieldValue::Date(DateTime::from_timestamp_millis(*ms)?.date_naive())
+        }
+        (FieldType::Datetime, ScalarValue::Timestamp(ms)) => FieldValue::DateTime(*ms),
+        _ => return None,
+    })
+}
+
+pub fn read_deleted(doc: &Automerge, at: At<'_>) -> bool {
+    matches!(
+        get(doc, &ROOT, DELETED, at),
+        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
+    )
+}
+
+/// One of several concurrent values of a field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictValue {
+    pub value: serde_json::Value,
+    pub node: Option<crm_sync::NodeId>,
+    pub at_ms: i64,
+}
+
+/// Fields that hold several concurrent values. Text and set fields merge
+/// member by member and so are never in conflict here.
+pub fn conflicts(doc: &Automerge, kind: &KindDef) -> Vec<(String, Vec<ConflictValue>)> {
+    let mut found = Vec::new();
+    for field in &kind.fields {
+        if matches!(field.ty, FieldType::Text | FieldType::Set) {
+            continue;
+        }
+        let Ok(values) = doc.get_all(ROOT, field.name.as_str()) else {
+            continue;
+        };
+        if values.len() < 2 {
+            continue;
+        }
+        let entries = values
+            .into_iter()
+            .map(|(value, opid)| {
+                let value = match value {
+                    Value::Scalar(s) => scalar_to_field(field, &s, Some(String::new()))
+                        .map(|v| v.to_json())
+                        .unwrap_or(serde_json::Value::Null),
+                    Value::Object(_) => serde_json::Value::Null,
+                };
+                let meta = doc
+                    .hash_for_opid(&opid)
+                    .and_then(|hash| doc.get_change_meta_by_hash(&hash));
+                ConflictValue {
+                    value,
+                    node: meta.as_ref().and_then(|m| node_of_actor(&m.actor)),
+                    at_ms: meta.map(|m| m.timestamp).unwrap_or_default(),
+                }
+            })
+            .collect();
+        found.push((field.name.clone(), entries));
+    }
+    found
+}
+
+/// When the record last changed: the latest time among the changes at its
+/// heads. Derived from the document alone, so every node agrees.
+pub fn updated_at(doc: &Automerge) -> i64 {
+    doc.get_heads()
+        .iter()
+        .filter_map(|h| doc.get_change_meta_by_hash(h))
+        .map(|m| m.timestamp)
+        .max()
+        .unwrap_or_default()
+}
+
+pub fn created_at(doc: &Automerge) -> i64 {
+    match get(doc, &ROOT, CREATED_AT, At::Now) {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Timestamp(ms) => *ms,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// A record as read from its document.
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    pub id: DocId,
+    /// Aligned with the kind's fields.
+    pub values: Vec<Option<FieldValue>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub heads: Vec<ChangeHash>,
+    pub deleted: bool,
+    pub conflicts: Vec<(String, Vec<ConflictValue>)>,
+}
+
+pub fn read_record(doc: &Automerge, kind: &KindDef, id: DocId) -> RecordView {
+    let mut heads = doc.get_heads();
+    heads.sort();
+    RecordView {
+        id,
+        values: kind
+            .fields
+            .iter()
+            .map(|f| read_field(doc, f, At::Now))
+            .collect(),
+        created_at: created_at(doc),
+        updated_at: updated_at(doc),
+        heads,
+        deleted: read_deleted(doc, At::Now),
+        conflicts: conflicts(doc, kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_schema::Schema;
+
+    fn clients() -> KindDef {
+        Schema::builtin()
+            .ok()
+            .and_then(|s| s.kind("clients").cloned())
+            .expect("clients kind is built in")
+    }
+
+    fn write(
+        doc: &mut Automerge,
+        kind: &KindDef,
+        name: &str,
+        value: Option<FieldValue>,
+        time: i64,
+    ) {
+        let field = kind.field(name).expect("field exists").clone();
+        let mut tx = doc.transaction();
+        write_field(&mut tx, &field, value.as_ref()).expect("write succeeds");
+        tx.commit_with(automerge::transaction::CommitOptions::default().with_time(time));
+    }
+
+    fn actor(n: u8) -> automerge::ActorId {
+        crm_sync::NodeIdentity {
+            node_id: crm_sync::NodeId(uuid::Uuid::from_bytes([n; 16])),
+            epoch: crm_sync::Epoch(1),
+            name: String::new(),
+        }
+        .actor()
+    }
+
+    #[test]
+    fn forks_editing_one_field_conflict_and_a_write_resolves() {
+        let kind = clients();
+        let mut a = Automerge::new().with_actor(actor(1));
+        let mut tx = a.transaction();
+        create_containers(&mut tx, &kind, 1).expect("containers");
+        tx.commit();
+        write(
+            &mut a,
+            &kind,
+            "city",
+            Some(FieldValue::Str("Moscow".into())),
+            10,
+        );
+        let mut b = a.fork().with_actor(actor(2));
+        write(
+            &mut a,
+            &kind,
+            "city",
+            Some(FieldValue::Str("Kazan".into())),
+            20,
+        );
+        write(
+            &mut b,
+            &kind,
+            "city",
+            Some(FieldValue::Str("Omsk".into())),
+            30,
+        );
+        write(
+            &mut b,
+            &kind,
+            "region",
+            Some(FieldValue::Str("Siberia".into())),
+            31,
+        );
+        a.merge(&mut b).expect("merge");
+        b.merge(&mut a).expect("merge");
+
+        let view_a = read_record(&a, &kind, DocId::new());
+        let view_b = read_record(&b, &kind, DocId::new());
+        assert_eq!(view_a.heads, view_b.heads);
+        assert_eq!(view_a.conflicts, view_b.conflicts);
+        let (field, values) = &view_a.conflicts[0];
+        assert_eq!(field, "city");
+        let mut seen: Vec<_> = values
+            .iter()
+            .map(|v| (v.value.clone(), v.node, v.at_ms))
+            .collect();
+        seen.sort_by_key(|s| s.2);
+        assert_eq!(seen[0].0, "Kazan");
+        assert_eq!(seen[0].1, node_of_actor(&actor(1)));
+        assert_eq!(seen[1].0, "Omsk");
+        assert_eq!(seen[1].1, node_of_actor(&actor(2)));
+        assert_eq!(view_a.conflicts.len(), 1, "different fields merge silently");
+
+        // Choosing the value that already wins still clears the conflict.
+        let winner = read_field(&a, kind.field("city").expect("city"), At::Now);
+        write(&mut a, &kind, "city", winner.clone(), 40);
+        assert!(conflicts(&a, &kind).is_empty());
+        b.merge(&mut a).expect("merge");
+        assert!(conflicts(&b, &kind).is_empty());
+        assert_eq!(
+            read_field(&b, kind.field("city").expect("city"), At::Now),
+            winner
+        );
+    }
+
+    #[test]
+    fn fields_round_trip_and_read_at_past_heads() {
+        let kind = clients();
+        let mut doc = Automerge::new().with_actor(actor(1));
+        let mut tx = doc.transaction();
+        create_containers(&mut tx, &kind, 1).expect("containers");
+        tx.commit();
+        let before = doc.get_heads();
+        let tags = FieldValue::Set(["vip".to_owned(), "key".to_owned()].into());
+        write(&mut doc, &kind, "tags", Some(tags.clone()), 2);
+        write(
+            &mut doc,
+            &kind,
+            "notes",
+            Some(FieldValue::Text("hello".into())),
+            3,
+        );
+        let tags_field = kind.field("tags").expect("tags");
+        assert_eq!(read_field(&doc, tags_field, At::Now), Some(tags));
+        assert_eq!(read_field(&doc, tags_field, At::Heads(&before)), None);
+        write(&mut doc, &kind, "notes", None, 4);
+        assert_eq!(
+            read_field(&doc, kind.field("notes").expect("notes"), At::Now),
+            None
+        );
+        assert_eq!(updated_at(&doc), 4);
+        assert_eq!(created_at(&doc), 1);
+    }
+}

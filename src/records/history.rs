@@ -1,0 +1,74 @@
+//! A record's history: each change with its time, node and user, and the
+//! fields it changed from what to what (as seen by the change's author).
+
+use automerge::Automerge;
+use crm_schema::KindDef;
+use crm_sync::node_of_actor;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::document::{read_deleted, read_field, At, DELETED};
+use super::value::format_datetime;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    /// The change's hash.
+    pub change: String,
+    /// When it was made (the writing node's clock), RFC 3339.
+    pub at: String,
+    /// The node that made it.
+    pub node: Option<String>,
+    /// The user who made it.
+    pub user: Option<String>,
+    pub fields: Vec<FieldChange>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FieldChange {
+    pub field: String,
+    #[schema(value_type = Object)]
+    pub from: Json,
+    #[schema(value_type = Object)]
+    pub to: Json,
+}
+
+/// Oldest first, in causal order.
+pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
+    doc.get_changes_meta(&[])
+        .into_iter()
+        .map(|meta| {
+            let before = &meta.deps[..];
+            let after = &[meta.hash][..];
+            let mut fields = Vec::new();
+            for field in &kind.fields {
+                let from = read_field(doc, field, At::Heads(before));
+                let to = read_field(doc, field, At::Heads(after));
+                if from != to {
+                    fields.push(FieldChange {
+                        field: field.name.clone(),
+                        from: from.map_or(Json::Null, |v| v.to_json()),
+                        to: to.map_or(Json::Null, |v| v.to_json()),
+                    });
+                }
+            }
+            let (was, is) = (
+                read_deleted(doc, At::Heads(before)),
+                read_deleted(doc, At::Heads(after)),
+            );
+            if was != is && !meta.deps.is_empty() {
+                fields.push(FieldChange {
+                    field: DELETED.into(),
+                    from: was.into(),
+                    to: is.into(),
+                });
+            }
+            HistoryEntry {
+                change: meta.hash.to_string(),
+                at: format_datetime(meta.timestamp),
+                node: node_of_actor(&meta.actor).map(|n| n.to_string()),
+                user: meta.message.map(|m| m.into_owned()),
+                fields,
+            }
+        })
+        .collect()
+}

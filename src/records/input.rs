@@ -1,0 +1,107 @@
+//! Checking a create body or a merge patch against the kind's declaration,
+//! collecting every problem so the user sees them all at once.
+
+use crm_schema::{Check, KindDef};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::checks::check_inn;
+use super::value::{default_value, parse_input, FieldValue};
+use super::view::META_KEYS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Field values to write, by index into the kind's fields; `None` clears.
+pub type Assignments = Vec<(usize, Option<FieldValue>)>;
+
+/// Whether absent fields take their defaults and must meet `required`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Create,
+    Patch,
+}
+
+pub fn parse_body(
+    kind: &KindDef,
+    body: &Map<String, Json>,
+    mode: Mode,
+) -> Result<Assignments, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut assignments = Assignments::new();
+    for (key, value) in body {
+        let Some(index) = kind.fields.iter().position(|f| f.name == *key) else {
+            let message = if META_KEYS.contains(&key.as_str()) {
+                "is read-only".to_owned()
+            } else {
+                format!("is not a field of {}", kind.collection)
+            };
+            errors.push(FieldError::new(key, message));
+            continue;
+        };
+        let field = &kind.fields[index];
+        match parse_input(field, value) {
+            Ok(None) if field.required => errors.push(FieldError::new(key, "is required")),
+            Ok(parsed) => assignments.push((index, parsed)),
+            Err(message) => errors.push(FieldError::new(key, message)),
+        }
+    }
+    if mode == Mode::Create {
+        for (index, field) in kind.fields.iter().enumerate() {
+            if body.contains_key(&field.name) {
+                continue;
+            }
+            match default_value(field) {
+                Some(value) => assignments.push((index, Some(value))),
+                None if field.required => errors.push(FieldError::new(&field.name, "is required")),
+                None => {}
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(assignments)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Rules that tie fields together, checked on the record as it would be
+/// after the write. `value_of` gives a field's resulting value.
+pub fn check_rules<'v>(
+    kind: &KindDef,
+    value_of: impl Fn(&str) -> Option<&'v FieldValue>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for field in kind.fields.iter().filter(|f| f.check == Some(Check::Inn)) {
+        let Some(FieldValue::Str(inn)) = value_of(&field.name) else {
+            continue;
+        };
+        let Ok(inn_kind) = check_inn(inn) else {
+            continue;
+        };
+        if let Some(FieldValue::Str(client_type)) = value_of("client_type") {
+            if client_type != inn_kind.client_type() {
+                errors.push(FieldError::new(
+                    &field.name,
+                    format!(
+                        "a {client_type}'s INN has {} digits",
+                        if client_type == "company" { 10 } else { 12 }
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,445 @@
+//! The CRM's records: every kind declared in `schema/`, kept as documents in
+//! the store. This is the domain layer the API calls: it checks input,
+//! applies it through the store's single write path and answers reads from
+//! the projection tables. It knows nothing of HTTP.
+
+mod checks;
+pub mod document;
+pub mod history;
+mod input;
+pub mod projection;
+pub mod query;
+pub mod search;
+pub mod value;
+pub mod view;
+
+use std::sync::Arc;
+
+use crm_schema::{KindDef, Schema};
+use crm_sync::{ChangeMeta, DocId, Store, StoreError, WriteTxn};
+use rusqlite::{params, OptionalExtension};
+use serde_json::{Map, Value as Json};
+
+pub use history::HistoryEntry;
+pub use input::FieldError;
+pub use query::Page;
+pub use search::SearchHit;
+
+use document::{read_deleted, read_field, write_field, At};
+use input::{check_rules, parse_body, Assignments, Mode};
+use value::FieldValue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("there is no collection {0}")]
+    UnknownCollection(String),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("no {collection} record has id {id}")]
+    NotFound { collection: String, id: String },
+    #[error("{collection} record {id} was deleted; restore it to use it again")]
+    Gone { collection: String, id: String },
+    #[error("the record has changed since the version given in If-Match")]
+    VersionMismatch,
+    #[error("the record does not pass validation")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("internal: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for RecordError {
+    fn from(e: rusqlite::Error) -> Self {
+        RecordError::Store(StoreError::from(e))
+    }
+}
+
+/// A record as JSON plus its ETag.
+pub struct Versioned {
+    pub record: Json,
+    pub etag: String,
+}
+
+impl Versioned {
+    fn from_json(record: Json) -> Versioned {
+        let etag = view::etag_of_version(&record["version"]);
+        Versioned { record, etag }
+    }
+}
+
+/// Who is writing, for the change's metadata.
+#[derive(Debug, Clone)]
+pub struct Author(pub String);
+
+impl Author {
+    fn meta(&self) -> ChangeMeta {
+        ChangeMeta {
+            author: self.0.clone(),
+            time_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+}
+
+/// The record service; cheap to clone.
+#[derive(Clone)]
+pub struct Records {
+    store: Store,
+    schema: Arc<Schema>,
+}
+
+impl Records {
+    pub fn new(store: Store, schema: Arc<Schema>) -> Records {
+        Records { store, schema }
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn identity(&self) -> &crm_sync::NodeIdentity {
+        self.store.identity()
+    }
+
+    pub fn kind_exists(&self, collection: &str) -> Result<(), RecordError> {
+        self.kind(collection).map(|_| ())
+    }
+
+    fn kind(&self, collection: &str) -> Result<KindDef, RecordError> {
+        self.schema
+            .kind(collection)
+            .cloned()
+            .ok_or_else(|| RecordError::UnknownCollection(collection.to_owned()))
+    }
+
+    fn parse_id(id: &str) -> Result<DocId, RecordError> {
+        id.parse()
+            .map_err(|e: crm_sync::InvalidDocId| RecordError::InvalidId(e.to_string()))
+    }
+
+    pub async fn create(
+        &self,
+        collection: &str,
+        body: Map<String, Json>,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
+        let kind = self.kind(collection)?;
+        let assignments = parse_body(&kind, &body, Mode::Create).map_err(RecordError::Invalid)?;
+        let errors = check_rules(&kind, |name| assigned(&kind, &assignments, name).flatten());
+        if !errors.is_empty() {
+            return Err(RecordError::Invalid(errors));
+        }
+        let meta = author.meta();
+        let schema = self.schema.clone();
+        self.store
+            .write(move |txn| {
+                check_references(txn, &schema, &kind, &assignments)?;
+                let id = txn.create(&kind.collection, &meta, |tx| {
+                    document::create_containers(tx, &kind, meta.time_ms)
+                        .map_err(StoreError::from)?;
+                    for (index, value) in &assignments {
+                        write_field(tx, &kind.fields[*index], value.as_ref())
+                            .map_err(StoreError::from)?;
+                    }
+                    Ok::<_, RecordError>(())
+                })?;
+                stored_json(txn.conn(), &kind, &id)
+            })
+            .await
+            .map(Versioned::from_json)
+    }
+
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Versioned, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        self.store
+            .read(move |conn| stored_json(conn, &kind, &id))
+            .await
+            .map(Versioned::from_json)
+    }
+
+    pub async fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: Map<String, Json>,
+        if_match: Option<String>,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        let assignments = parse_body(&kind, &patch, Mode::Patch).map_err(RecordError::Invalid)?;
+        let meta = author.meta();
+        let schema = self.schema.clone();
+        self.store
+            .write(move |txn| {
+                let current = live_doc(txn, &kind, &id)?;
+                if let Some(expected) = &if_match {
+                    let mut heads = current.get_heads();
+                    heads.sort();
+                    let etag = view::etag_of_version(&view::version(&heads));
+                    if expected.trim() != "*" && expected.split(',').all(|e| e.trim() != etag) {
+                        return Err(RecordError::VersionMismatch);
+                    }
+                }
+                let resulting: Vec<Option<FieldValue>> = kind
+                    .fields
+                    .iter()
+                    .map(|f| match assigned(&kind, &assignments, &f.name) {
+                        Some(v) => v.cloned(),
+                        None => read_field(current, f, At::Now),
+                    })
+                    .collect();
+                let errors = check_rules(&kind, |name| {
+                    kind.fields
+                        .iter()
+                        .position(|f| f.name == name)
+                        .and_then(|i| resulting[i].as_ref())
+                });
+                if !errors.is_empty() {
+                    return Err(RecordError::Invalid(errors));
+                }
+                check_references(txn, &schema, &kind, &assignments)?;
+                txn.edit(&id, &meta, |tx| {
+                    for (index, value) in &assignments {
+                        write_field(tx, &kind.fields[*index], value.as_ref())
+                            .map_err(StoreError::from)?;
+                    }
+                    Ok::<_, RecordError>(())
+                })?;
+                stored_json(txn.conn(), &kind, &id)
+            })
+            .await
+            .map(Versioned::from_json)
+    }
+
+    /// Soft delete: the record leaves lists and search; its document stays
+    /// and replicates the flag.
+    pub async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        author: &Author,
+    ) -> Result<(), RecordError> {
+        self.set_deleted(collection, id, true, author)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn restore(
+        &self,
+        collection: &str,
+        id: &str,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
+        self.set_deleted(collection, id, false, author).await
+    }
+
+    async fn set_deleted(
+        &self,
+        collection: &str,
+        id: &str,
+        deleted: bool,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        let meta = author.meta();
+        self.store
+            .write(move |txn| {
+                let is_deleted = match txn.doc(&id)? {
+                    Some((doc_kind, doc)) if doc_kind == kind.collection => {
+                        read_deleted(doc, At::Now)
+                    }
+                    _ => return Err(not_found(&kind, &id)),
+                };
+                if deleted && is_deleted {
+                    return Err(gone(&kind, &id));
+                }
+                if is_deleted != deleted {
+                    txn.edit(&id, &meta, |tx| {
+                        use automerge::transaction::Transactable;
+                        tx.put(automerge::ROOT, document::DELETED, deleted)
+                            .map_err(StoreError::from)
+                    })?;
+                }
+                stored_json_any(txn.conn(), &kind, &id)
+            })
+            .await
+            .map(Versioned::from_json)
+    }
+
+    pub async fn list(
+        &self,
+        collection: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<Page, RecordError> {
+        let kind = self.kind(collection)?;
+        self.store
+            .read(move |conn| query::list(conn, &kind, &params))
+            .await
+    }
+
+    pub async fn history(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<Vec<HistoryEntry>, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        self.store
+            .read(move |conn| match crm_sync::load_doc(conn, &id)? {
+                Some((doc_kind, doc)) if doc_kind == kind.collection => {
+                    Ok(history::history(&doc, &kind))
+                }
+                _ => Err(not_found(&kind, &id)),
+            })
+            .await
+    }
+
+    pub async fn search(
+        &self,
+        q: String,
+        kind: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, RecordError> {
+        if let Some(kind) = &kind {
+            self.kind(kind)?;
+        }
+        self.store
+            .read(move |conn| search::search(conn, &q, kind.as_deref(), limit))
+            .await
+    }
+}
+
+/// The value an assignment list gives a field: `None` when the field is not
+/// assigned, `Some(None)` when it is cleared.
+fn assigned<'a>(
+    kind: &KindDef,
+    assignments: &'a Assignments,
+    name: &str,
+) -> Option<Option<&'a FieldValue>> {
+    assignments
+        .iter()
+        .find(|(i, _)| kind.fields[*i].name == name)
+        .map(|(_, v)| v.as_ref())
+}
+
+fn not_found(kind: &KindDef, id: &DocId) -> RecordError {
+    RecordError::NotFound {
+        collection: kind.collection.clone(),
+        id: id.to_string(),
+    }
+}
+
+fn gone(kind: &KindDef, id: &DocId) -> RecordError {
+    RecordError::Gone {
+        collection: kind.collection.clone(),
+        id: id.to_string(),
+    }
+}
+
+/// The live (not deleted) document of `id`, or the right error.
+fn live_doc<'t>(
+    txn: &'t mut WriteTxn<'_>,
+    kind: &KindDef,
+    id: &DocId,
+) -> Result<&'t automerge::Automerge, RecordError> {
+    match txn.doc(id)? {
+        Some((doc_kind, doc)) if doc_kind == kind.collection => {
+            if read_deleted(doc, At::Now) {
+                Err(gone(kind, id))
+            } else {
+                Ok(doc)
+            }
+        }
+        _ => Err(not_found(kind, id)),
+    }
+}
+
+/// Every reference written must name a live record of its target kind.
+fn check_references(
+    txn: &WriteTxn<'_>,
+    schema: &Schema,
+    kind: &KindDef,
+    assignments: &Assignments,
+) -> Result<(), RecordError> {
+    let mut errors = Vec::new();
+    for (index, value) in assignments {
+        let field = &kind.fields[*index];
+        let (Some(target), Some(FieldValue::Str(target_id))) = (&field.to, value) else {
+            continue;
+        };
+        let Some(target_kind) = schema.kind(target) else {
+            continue;
+        };
+        let live: Option<i64> = txn
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT deleted FROM {} WHERE id = ?1",
+                    projection::table(target_kind)
+                ),
+                params![target_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match live {
+            Some(0) => {}
+            Some(_) => errors.push(FieldError::new(
+                &field.name,
+                format!("{target} record {target_id} is deleted"),
+            )),
+            None => errors.push(FieldError::new(
+                &field.name,
+                format!("no {target} record has id {target_id}"),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RecordError::Invalid(errors))
+    }
+}
+
+/// The record as served, from the projection; deleted ones are gone.
+fn stored_json(
+    conn: &rusqlite::Connection,
+    kind: &KindDef,
+    id: &DocId,
+) -> Result<Json, RecordError> {
+    let (record, deleted) = stored_row(conn, kind, id)?;
+    if deleted {
+        return Err(gone(kind, id));
+    }
+    Ok(record)
+}
+
+fn stored_json_any(
+    conn: &rusqlite::Connection,
+    kind: &KindDef,
+    id: &DocId,
+) -> Result<Json, RecordError> {
+    stored_row(conn, kind, id).map(|(record, _)| record)
+}
+
+fn stored_row(
+    conn: &rusqlite::Connection,
+    kind: &KindDef,
+    id: &DocId,
+) -> Result<(Json, bool), RecordError> {
+    let row: Option<(String, bool)> = conn
+        .prepare_cached(&format!(
+            "SELECT record, deleted FROM {} WHERE id = ?1",
+            projection::table(kind)
+        ))?
+        .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (record, deleted) = row.ok_or_else(|| not_found(kind, id))?;
+    let record = serde_json::from_str(&record)
+        .map_err(|e| RecordError::Internal(format!("stored record JSON: {e}")))?;
+    Ok((record, deleted))
+}

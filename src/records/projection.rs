@@ -1,0 +1,304 @@
+//! The query tables derived from documents: one table per kind (`p_<kind>`)
+//! with a column per indexed field and the record's JSON as served, a side
+//! table per set field, and rows in the shared full-text index. Everything
+//! here can be dropped and rebuilt from the documents.
+
+use std::sync::Arc;
+
+use crm_schema::{FieldDef, FieldType, KindDef, Schema};
+use crm_sync::{DocRef, ProjectError, Projector, StoreError, WriteTxn};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::document::read_record;
+use super::value::column_value;
+use super::view;
+
+pub fn table(kind: &KindDef) -> String {
+    format!("p_{}", kind.collection)
+}
+
+pub fn set_table(kind: &KindDef, field: &FieldDef) -> String {
+    format!("p_{}__{}", kind.collection, field.name)
+}
+
+/// The column a field filters and sorts on.
+pub fn column(field: &FieldDef) -> String {
+    format!("f_{}", field.name)
+}
+
+/// Fields with a column of their own in the kind table.
+pub fn column_fields(kind: &KindDef) -> impl Iterator<Item = &FieldDef> {
+    kind.fields
+        .iter()
+        .filter(|f| f.indexed && f.ty != FieldType::Set)
+}
+
+/// Fields kept in a side table of members.
+pub fn set_fields(kind: &KindDef) -> impl Iterator<Item = &FieldDef> {
+    kind.fields
+        .iter()
+        .filter(|f| f.indexed && f.ty == FieldType::Set)
+}
+
+/// The DDL of a kind's projection; also its fingerprint: when it changes,
+/// the projection is rebuilt.
+pub fn ddl(kind: &KindDef) -> String {
+    let t = table(kind);
+    let mut columns = vec![
+        "rid INTEGER PRIMARY KEY".to_owned(),
+        "id TEXT NOT NULL UNIQUE".to_owned(),
+        "deleted INTEGER NOT NULL".to_owned(),
+        "created_at INTEGER NOT NULL".to_owned(),
+        "updated_at INTEGER NOT NULL".to_owned(),
+        "conflicted INTEGER NOT NULL".to_owned(),
+        "record TEXT NOT NULL".to_owned(),
+    ];
+    columns.extend(column_fields(kind).map(|f| format!("{} {}", column(f), sql_type(f))));
+    let mut sql = format!("CREATE TABLE {t} (\n    {}\n);\n", columns.join(",\n    "));
+    let mut sortable = vec!["created_at".to_owned(), "updated_at".to_owned()];
+    sortable.extend(column_fields(kind).map(column));
+    for col in sortable {
+        sql.push_str(&format!(
+            "CREATE INDEX {t}_{col} ON {t} (deleted, {col}, id);\n"
+        ));
+    }
+    for field in set_fields(kind) {
+        let st = set_table(kind, field);
+        sql.push_str(&format!(
+            "CREATE TABLE {st} (value TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (value, rid)) WITHOUT ROWID;\n\
+             CREATE INDEX {st}_rid ON {st} (rid);\n"
+        ));
+    }
+    sql
+}
+
+fn sql_type(field: &FieldDef) -> &'static str {
+    match field.ty {
+        FieldType::Integer | FieldType::Money | FieldType::Bool | FieldType::Datetime => "INTEGER",
+        _ => "TEXT",
+    }
+}
+
+/// Field names and types as stored with the fingerprint: a later start that
+/// drops or retypes one of them is refused.
+fn field_list(kind: &KindDef) -> String {
+    kind.fields
+        .iter()
+        .map(|f| format!("{}:{}", f.name, f.ty.name()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "kind {kind}: field {field} ({was}) is gone or retyped in this version's schema. \
+         Removing or retyping a field would hide data that other nodes still replicate; \
+         add a new field instead, or run the version that declared it"
+    )]
+    Destructive {
+        kind: String,
+        field: String,
+        was: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for SetupError {
+    fn from(e: rusqlite::Error) -> Self {
+        SetupError::Store(StoreError::from(e))
+    }
+}
+
+/// Brings every kind's projection in line with the schema: creates missing
+/// tables, rebuilds those whose shape changed (logging progress), refuses
+/// destructive schema changes. Runs on the writer before serving.
+pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError> {
+    for kind in schema.kinds() {
+        let stored: Option<(String, String)> = txn
+            .conn()
+            .query_row(
+                "SELECT fields, projection FROM kind_fingerprints WHERE kind = ?1",
+                params![kind.collection],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let ddl = ddl(kind);
+        let fields = field_list(kind);
+        if let Some((old_fields, _)) = &stored {
+            let now: Vec<&str> = fields.split(',').collect();
+            if let Some(gone) = old_fields.split(',').find(|f| !now.contains(f)) {
+                let (field, was) = gone.split_once(':').unwrap_or((gone, "?"));
+                return Err(SetupError::Destructive {
+                    kind: kind.collection.clone(),
+                    field: field.to_owned(),
+                    was: was.to_owned(),
+                });
+            }
+        }
+        if stored.as_ref().is_some_and(|(_, old_ddl)| *old_ddl == ddl) {
+            continue;
+        }
+        rebuild(txn, kind, &ddl, stored.is_some())?;
+        txn.conn().execute(
+            "INSERT INTO kind_fingerprints (kind, fields, projection) VALUES (?1, ?2, ?3)
+             ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields, projection = excluded.projection",
+            params![kind.collection, fields, ddl],
+        )?;
+    }
+    Ok(())
+}
+
+fn rebuild(
+    txn: &mut WriteTxn<'_>,
+    kind: &KindDef,
+    ddl: &str,
+    existed: bool,
+) -> Result<(), SetupError> {
+    let conn = txn.conn();
+    if existed {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND (name = ?1 OR name LIKE ?1 || '\\_\\_%' ESCAPE '\\')",
+        )?;
+        let tables = stmt
+            .query_map(params![table(kind)], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for t in tables {
+            conn.execute_batch(&format!("DROP TABLE {t}"))?;
+        }
+        conn.execute(
+            "DELETE FROM search_index WHERE kind = ?1",
+            params![kind.collection],
+        )?;
+    }
+    conn.execute_batch(ddl)?;
+    let kind_name = kind.collection.clone();
+    let total = txn.reproject_kind(&kind.collection, |done| {
+        if done % 10_000 == 0 {
+            tracing::info!(kind = %kind_name, done, "rebuilding projection");
+        }
+    })?;
+    tracing::info!(kind = %kind.collection, records = total, "projection ready");
+    Ok(())
+}
+
+/// The node's [`Projector`]: keeps the kind tables and the search index in
+/// step with every document change.
+pub struct RecordProjector {
+    schema: Arc<Schema>,
+}
+
+impl RecordProjector {
+    pub fn new(schema: Arc<Schema>) -> RecordProjector {
+        RecordProjector { schema }
+    }
+}
+
+impl Projector for RecordProjector {
+    fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError> {
+        // A kind this version does not know (from a newer peer) is kept and
+        // relayed, just not listed.
+        let Some(kind) = self.schema.kind(doc.kind) else {
+            return Ok(());
+        };
+        let record = read_record(doc.doc, kind, doc.id);
+        let json = view::to_json(kind, &record).to_string();
+
+        let t = table(kind);
+        let cols: Vec<&FieldDef> = column_fields(kind).collect();
+        let mut names = vec![
+            "rid",
+            "id",
+            "deleted",
+            "created_at",
+            "updated_at",
+            "conflicted",
+            "record",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        names.extend(cols.iter().map(|f| column(f)));
+        let placeholders = (1..=names.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT OR REPLACE INTO {t} ({}) VALUES ({placeholders})",
+            names.join(", ")
+        );
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            doc.rid.into(),
+            doc.id.to_string().into(),
+            i64::from(record.deleted).into(),
+            record.created_at.into(),
+            record.updated_at.into(),
+            i64::from(!record.conflicts.is_empty()).into(),
+            json.into(),
+        ];
+        for field in &cols {
+            let index = kind.fields.iter().position(|f| f.name == field.name);
+            let value = index.and_then(|i| record.values[i].as_ref());
+            values.push(value.map_or(rusqlite::types::Value::Null, |v| column_value(field, v)));
+        }
+        conn.prepare_cached(&sql)?
+            .execute(params_from_iter(values))?;
+
+        for (i, field) in kind.fields.iter().enumerate() {
+            if !(field.indexed && field.ty == FieldType::Set) {
+                continue;
+            }
+            let st = set_table(kind, field);
+            conn.prepare_cached(&format!("DELETE FROM {st} WHERE rid = ?1"))?
+                .execute(params![doc.rid])?;
+            if let Some(super::value::FieldValue::Set(members)) = &record.values[i] {
+                let mut insert = conn.prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO {st} (value, rid) VALUES (?1, ?2)"
+                ))?;
+                for member in members {
+                    insert.execute(params![member.to_lowercase(), doc.rid])?;
+                }
+            }
+        }
+
+        conn.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+            .execute(params![doc.rid])?;
+        if !record.deleted {
+            let (title, body) = search_text(kind, &record);
+            conn.prepare_cached(
+                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![doc.rid, title, body, kind.collection, doc.id.to_string()])?;
+        }
+        Ok(())
+    }
+}
+
+/// The record's title (its title fields joined) and the rest of its
+/// searchable text.
+pub fn search_text(kind: &KindDef, record: &super::document::RecordView) -> (String, String) {
+    let text_of = |name: &str| {
+        kind.fields
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| {
+                record.values[i]
+                    .as_ref()
+                    .map(|v| v.search_text(&kind.fields[i]))
+            })
+    };
+    let title = kind
+        .title
+        .iter()
+        .filter_map(|name| text_of(name))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = kind
+        .searchable_fields()
+        .filter(|f| !kind.title.contains(&f.name))
+        .filter_map(|f| text_of(&f.name))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (title, body)
+}

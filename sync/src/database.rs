@@ -1,0 +1,108 @@
+//! Opening SQLite connections with the store's pragmas, and numbered
+//! migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::StoreError;
+
+/// One numbered SQL migration. Migrations are append-only: a shipped one is
+/// never edited; a change of mind is the next number.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const STORE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "documents and change feed",
+    sql: include_str!("../migrations/0001_store.sql"),
+}];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The one write connection. WAL with `synchronous=FULL`: a commit is on disk
+/// (WAL fsynced) before it returns, so an acknowledged write survives power
+/// loss.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            scope TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL DEFAULT (datetime('now')),
+            PRIMARY KEY (scope, version)
+        )",
+    )?;
+    Ok(conn)
+}
+
+/// Read connections: read-only, so that no code path can write around the
+/// writer.
+pub(crate) fn reader_pool(
+    path: &Path,
+    size: u32,
+) -> Result<r2d2::Pool<SqliteConnectionManager>, StoreError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "cache_size", -16_000)
+        });
+    Ok(r2d2::Pool::builder().max_size(size.max(1)).build(manager)?)
+}
+
+/// Applies the migrations of `scope` that this database has not seen, each
+/// in its own transaction. Refuses a database that has a migration this
+/// binary does not know (written by a newer version).
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    scope: &str,
+    migrations: &[Migration],
+) -> Result<(), StoreError> {
+    let newest_known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: u32 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE scope = ?1",
+        params![scope],
+        |row| row.get(0),
+    )?;
+    if applied > newest_known {
+        return Err(StoreError::TooNew {
+            scope: scope.to_owned(),
+            version: applied,
+        });
+    }
+    for migration in migrations.iter().filter(|m| m.version > applied) {
+        let fail = |source| StoreError::Migration {
+            scope: scope.to_owned(),
+            version: migration.version,
+            name: migration.name.to_owned(),
+            source,
+        };
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration.sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (scope, version, name) VALUES (?1, ?2, ?3)",
+            params![scope, migration.version, migration.name],
+        )?;
+        tx.commit()?;
+        tracing::info!(
+            scope,
+            version = migration.version,
+            name = migration.name,
+            "migrated"
+        );
+    }
+    Ok(())
+}

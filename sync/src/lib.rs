@@ -1,0 +1,120 @@
+//! The replicated document store: Automerge documents in SQLite, the change
+//! feed, the single writer with group commit, and the document cache.
+//!
+//! This crate knows documents, kinds (as opaque strings), changes and node
+//! identities. It knows nothing about CRM records, fields or HTTP: what a
+//! document means is the business of the [`Projector`] the node plugs in.
+
+mod cache;
+mod database;
+mod error;
+mod identity;
+mod ids;
+mod projector;
+mod stored_doc;
+mod writer;
+
+pub use automerge;
+
+pub use database::Migration;
+pub use error::StoreError;
+pub use identity::NodeIdentity;
+pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
+pub use projector::{DocRef, ProjectError, Projector};
+pub use stored_doc::load_doc;
+pub use writer::{ChangeMeta, WriteTxn};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The SQLite database file.
+    pub path: PathBuf,
+    /// Loaded documents kept by the writer (LRU).
+    pub cache_capacity: usize,
+    /// Read connections.
+    pub readers: u32,
+    /// Human name of this node; updated on every open.
+    pub node_name: String,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    identity: NodeIdentity,
+    writer: writer::WriterHandle,
+    readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+}
+
+impl Store {
+    /// Opens (or creates) the database, applies the store's migrations and
+    /// then `migrations` (the caller's, under `scope`), loads or creates the
+    /// node identity and starts the writer thread.
+    pub fn open(
+        config: &StoreConfig,
+        scope: &str,
+        migrations: &[Migration],
+        projector: Arc<dyn Projector>,
+    ) -> Result<Store, StoreError> {
+        let mut conn = database::open_writer(&config.path)?;
+        database::migrate(&mut conn, "store", database::STORE_MIGRATIONS)?;
+        database::migrate(&mut conn, scope, migrations)?;
+        let identity = identity::load_or_create(&conn, &config.node_name)?;
+        let readers = database::reader_pool(&config.path, config.readers)?;
+        let writer = writer::spawn(conn, identity.clone(), config.cache_capacity, projector)?;
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                identity,
+                writer,
+                readers,
+            }),
+        })
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.inner.identity
+    }
+
+    /// Runs `job` on the writer thread inside the current group-commit
+    /// transaction and returns its result once that transaction is durable.
+    /// A job that fails is rolled back alone; the rest of its group commits.
+    pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut WriteTxn<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.inner.writer.submit(job).await
+    }
+
+    /// Runs `job` with a read connection on the blocking pool. Reads see the
+    /// last committed state and never wait for the writer.
+    pub async fn read<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(StoreError::from)?;
+            job(&conn)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?
+    }
+
+    /// Stops accepting writes, finishes the queued ones and closes the write
+    /// connection. Later `write` calls fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+    }
+}

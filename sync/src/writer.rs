@@ -1,0 +1,461 @@
+//! The single writer: a thread that owns the write connection and the
+//! document cache, and commits queued jobs in groups so that one fsync
+//! covers many acknowledged writes.
+
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{Automerge, ChangeHash, ReadDoc, ROOT};
+use rusqlite::{params, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{DocCache, LoadedDoc};
+use crate::projector::{DocRef, Projector};
+use crate::{stored_doc, DocId, NodeIdentity, StoreError};
+
+/// Jobs committed together at most; bounds the latency one group adds.
+const MAX_GROUP: usize = 256;
+/// Jobs waiting for the writer at most; senders wait beyond that.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Who made a change and when: stored in the change itself, so that history
+/// shows it on every node.
+#[derive(Debug, Clone)]
+pub struct ChangeMeta {
+    /// The writing user's id.
+    pub author: String,
+    /// Wall-clock time of the change, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+}
+
+impl ChangeMeta {
+    fn options(&self) -> CommitOptions {
+        CommitOptions::default()
+            .with_message(self.author.clone())
+            .with_time(self.time_ms)
+    }
+}
+
+/// What a job sees: the open transaction, through which every document
+/// change passes so that change, feed entry and projection commit together.
+pub struct WriteTxn<'a> {
+    conn: &'a Connection,
+    cache: &'a mut DocCache,
+    identity: &'a NodeIdentity,
+    projector: &'a dyn Projector,
+    touched: Vec<DocId>,
+}
+
+impl<'a> WriteTxn<'a> {
+    /// The write connection, for reads that must see this transaction
+    /// (e.g. checking that a referenced record exists).
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        self.identity
+    }
+
+    /// Creates a document of `kind` whose first change is made by `build`.
+    pub fn create<E>(
+        &mut self,
+        kind: &str,
+        meta: &ChangeMeta,
+        build: impl FnOnce(&mut Transaction<'_>) -> Result<(), E>,
+    ) -> Result<DocId, E>
+    where
+        E: From<StoreError>,
+    {
+        let id = DocId::new();
+        let mut doc = Automerge::new().with_actor(self.identity.actor());
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", kind).map_err(StoreError::from)?;
+        if let Err(e) = build(&mut tx) {
+            tx.rollback();
+            return Err(e);
+        }
+        let (hash, _) = tx.commit_with(meta.options());
+        let hash = hash.ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+        self.touched.push(id);
+        let rid = stored_doc::insert(self.conn, &id, kind, &doc)?;
+        self.record_change(id, rid, kind, &doc, hash)?;
+        self.cache.insert(
+            id,
+            LoadedDoc {
+                rid,
+                kind: kind.to_owned(),
+                doc,
+                tail_changes: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Changes document `id` with `edit`. Returns the new change, or `None`
+    /// when `edit` changed nothing (nothing is stored then).
+    pub fn edit<E>(
+        &mut self,
+        id: &DocId,
+        meta: &ChangeMeta,
+        edit: impl FnOnce(&mut Transaction<'_>) -> Result<(), E>,
+    ) -> Result<Option<ChangeHash>, E>
+    where
+        E: From<StoreError>,
+    {
+        self.touched.push(*id);
+        let conn = self.conn;
+        let projector = self.projector;
+        let loaded = self.loaded(id)?;
+        let mut tx = loaded.doc.transaction();
+        if let Err(e) = edit(&mut tx) {
+            tx.rollback();
+            return Err(e);
+        }
+        let (hash, _) = tx.commit_with(meta.options());
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        let change = loaded
+            .doc
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+        loaded.tail_changes =
+            stored_doc::append(conn, loaded.rid, &loaded.doc, &change, loaded.tail_changes)?;
+        stored_doc::append_to_feed(conn, id, &change)?;
+        project(projector, conn, *id, loaded)?;
+        Ok(Some(hash))
+    }
+
+    /// The current state of document `id` and its kind, if it exists.
+    pub fn doc(&mut self, id: &DocId) -> Result<Option<(&str, &Automerge)>, StoreError> {
+        match self.loaded(id) {
+            Ok(loaded) => Ok(Some((loaded.kind.as_str(), &loaded.doc))),
+            Err(StoreError::NoSuchDoc(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs the projector again over every document of `kind` (after the
+    /// projection's shape changed). Calls `progress` with the count so far.
+    pub fn reproject_kind(
+        &mut self,
+        kind: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM docs WHERE kind = ?1 ORDER BY rid")?;
+        let ids = stmt
+            .query_map(params![kind], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut done = 0;
+        for raw in ids {
+            let id: DocId = raw.parse().map_err(|_| StoreError::Corrupt {
+                id: raw.clone(),
+                message: "document id does not parse".into(),
+            })?;
+            let row = stored_doc::load_row(self.conn, &id, self.identity.actor())?
+                .ok_or_else(|| StoreError::NoSuchDoc(raw.clone()))?;
+            let doc_ref = DocRef {
+                id,
+                rid: row.rid,
+                kind: &row.kind,
+                doc: &row.doc,
+            };
+            self.projector
+                .project(self.conn, &doc_ref)
+                .map_err(|e| StoreError::Projection {
+                    id: raw,
+                    message: e.to_string(),
+                })?;
+            done += 1;
+            progress(done);
+        }
+        Ok(done)
+    }
+
+    fn loaded(&mut self, id: &DocId) -> Result<&mut LoadedDoc, StoreError> {
+        if self.cache.get_mut(id).is_none() {
+            let row = stored_doc::load_row(self.conn, id, self.identity.actor())?
+                .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+            self.cache.insert(
+                *id,
+                LoadedDoc {
+                    rid: row.rid,
+                    kind: row.kind,
+                    doc: row.doc,
+                    tail_changes: row.tail_changes,
+                },
+            );
+        }
+        self.cache
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
+    }
+
+    fn record_change(
+        &self,
+        id: DocId,
+        rid: i64,
+        kind: &str,
+        doc: &Automerge,
+        hash: ChangeHash,
+    ) -> Result<(), StoreError> {
+        let change = doc
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+        stored_doc::append_to_feed(self.conn, &id, &change)?;
+        let doc_ref = DocRef { id, rid, kind, doc };
+        self.projector
+            .project(self.conn, &doc_ref)
+            .map_err(|e| StoreError::Projection {
+                id: id.to_string(),
+                message: e.to_string(),
+            })
+    }
+}
+
+fn project(
+    projector: &dyn Projector,
+    conn: &Connection,
+    id: DocId,
+    loaded: &LoadedDoc,
+) -> Result<(), StoreError> {
+    let doc_ref = DocRef {
+        id,
+        rid: loaded.rid,
+        kind: &loaded.kind,
+        doc: &loaded.doc,
+    };
+    projector
+        .project(conn, &doc_ref)
+        .map_err(|e| StoreError::Projection {
+            id: id.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Hands the job's result to its caller once the group's fate is known.
+type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+trait Job: Send {
+    /// Runs the job; returns whether it succeeded and how to deliver.
+    fn run(self: Box<Self>, txn: &mut WriteTxn<'_>) -> (bool, Delivery);
+    /// The job could not run at all.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct TypedJob<F, T, E> {
+    work: F,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Job for TypedJob<F, T, E>
+where
+    F: FnOnce(&mut WriteTxn<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, txn: &mut WriteTxn<'_>) -> (bool, Delivery) {
+        let result = (self.work)(txn);
+        let reply = self.reply;
+        let ok = result.is_ok();
+        let delivery: Delivery = Box::new(move |commit| {
+            let outcome = match commit {
+                Ok(()) => result,
+                Err(e) => Err(E::from(e)),
+            };
+            // The caller may have gone away (request cancelled); the write
+            // stands regardless.
+            let _ = reply.send(outcome);
+        });
+        (ok, delivery)
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(E::from(error)));
+    }
+}
+
+pub(crate) struct WriterHandle {
+    sender: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterHandle {
+    pub async fn submit<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut WriteTxn<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Box::new(TypedJob { work, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the writer thread ended abnormally");
+            }
+        }
+    }
+}
+
+pub(crate) fn spawn(
+    conn: Connection,
+    identity: NodeIdentity,
+    cache_capacity: usize,
+    projector: std::sync::Arc<dyn Projector>,
+) -> Result<WriterHandle, StoreError> {
+    let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+    let thread = std::thread::Builder::new()
+        .name("crm-writer".into())
+        .spawn(move || {
+            let mut cache = DocCache::new(cache_capacity);
+            run(conn, receiver, &identity, &mut cache, &*projector);
+        })
+        .map_err(|e| StoreError::TaskFailed(e.to_string()))?;
+    Ok(WriterHandle {
+        sender: Mutex::new(Some(sender)),
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+fn run(
+    conn: Connection,
+    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    identity: &NodeIdentity,
+    cache: &mut DocCache,
+    projector: &dyn Projector,
+) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, group, identity, cache, projector);
+    }
+    // Every sender is gone: all queued jobs have run. Fold the WAL back so
+    // the database file is complete on its own.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::error!(error = %e, "closing the database failed");
+    }
+    tracing::info!("writer stopped");
+}
+
+fn commit_group(
+    conn: &Connection,
+    group: Vec<Box<dyn Job>>,
+    identity: &NodeIdentity,
+    cache: &mut DocCache,
+    projector: &dyn Projector,
+) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for job in group {
+            job.fail(group_error(&e));
+        }
+        return;
+    }
+    let mut deliveries = Vec::with_capacity(group.len());
+    let mut touched = Vec::new();
+    let mut broken: Option<rusqlite::Error> = None;
+    for job in group {
+        if let Some(e) = &broken {
+            job.fail(group_error(e));
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            job.fail(StoreError::from(rusqlite_clone(&e)));
+            broken = Some(e);
+            continue;
+        }
+        let mut txn = WriteTxn {
+            conn,
+            cache,
+            identity,
+            projector,
+            touched: Vec::new(),
+        };
+        let (ok, delivery) = job.run(&mut txn);
+        let job_touched = txn.touched;
+        let end = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            for id in &job_touched {
+                cache.evict(id);
+            }
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        touched.extend(job_touched);
+        deliveries.push(delivery);
+        if let Err(e) = end {
+            broken = Some(e);
+        }
+    }
+    let outcome = match broken {
+        Some(e) => Err(e),
+        None => conn.execute_batch("COMMIT"),
+    };
+    match outcome {
+        Ok(()) => {
+            for deliver in deliveries {
+                deliver(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; rolling back");
+            if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            for id in &touched {
+                cache.evict(id);
+            }
+            for deliver in deliveries {
+                deliver(Err(group_error(&e)));
+            }
+        }
+    }
+}
+
+/// A failure of the whole group, as each job's caller sees it.
+fn group_error(e: &rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(rusqlite_clone(e))
+}
+
+/// rusqlite errors are not `Clone`; keep the code (which decides retryable
+/// vs. not) and the message.
+fn rusqlite_clone(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}

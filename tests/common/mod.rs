@@ -1,0 +1,458 @@
+//! Test-node harness shared by the integration tests: spawns the real
+//! `crm-node` binary on a temporary data directory and a loopback port, talks
+//! to it over HTTP, and stops it gracefully (SIGTERM) or abruptly (SIGKILL).
+//! Also holds the small API helpers (create, list all pages, search) that more
+//! than one test file needs.
+
+// Each test file compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE, IF_MATCH};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a node may take to print its listening line.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a node may take to exit after SIGTERM or SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// Upper bound on pages walked by [`list_all`], so a cursor loop fails fast.
+const MAX_PAGES: usize = 1_000;
+const LISTENING_PREFIX: &str = "crm-node listening on ";
+
+/// One running (or stopped, restartable) `crm-node serve` process with its own
+/// data directory. The directory lives as long as the value; dropping the
+/// value kills the process.
+pub struct TestNode {
+    data: TempDir,
+    /// Holds the node's standard error (its logs), kept out of the data dir.
+    logs: TempDir,
+    name: String,
+    child: Option<Child>,
+    base_url: String,
+    client: reqwest::Client,
+}
+
+/// A response with its body read: status, headers, raw text and the body
+/// parsed as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn etag(&self) -> Option<&str> {
+        self.header("etag")
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("")
+    }
+
+    /// Panics with the whole response unless the status is `expected`.
+    pub fn expect_status(&self, expected: u16, context: &str) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "{context}: expected {expected}, got {} with body {}",
+            self.status,
+            self.text
+        );
+        self
+    }
+
+    /// Checks that this is an `application/problem+json` error whose
+    /// `status` member equals the HTTP status; returns what is wrong, if anything.
+    pub fn problem_mismatch(&self, expected: u16) -> Option<String> {
+        if self.status.as_u16() != expected {
+            return Some(format!(
+                "status {} (want {expected}), body {}",
+                self.status, self.text
+            ));
+        }
+        if !self.content_type().starts_with("application/problem+json") {
+            return Some(format!(
+                "content-type {:?} (want application/problem+json), body {}",
+                self.content_type(),
+                self.text
+            ));
+        }
+        if self.json.get("status").and_then(Value::as_u64) != Some(u64::from(expected)) {
+            return Some(format!(
+                "body status member is not {expected}: {}",
+                self.text
+            ));
+        }
+        for member in ["type", "title"] {
+            if !self.json.get(member).is_some_and(Value::is_string) {
+                return Some(format!(
+                    "body lacks string member {member:?}: {}",
+                    self.text
+                ));
+            }
+        }
+        None
+    }
+
+    /// Panics unless this is a problem+json error with status `expected`.
+    pub fn expect_problem(&self, expected: u16, context: &str) {
+        if let Some(wrong) = self.problem_mismatch(expected) {
+            panic!("{context}: {wrong}");
+        }
+    }
+
+    /// Field names listed in a validation problem's `errors` array.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.json
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e.get("field").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestNode {
+    /// Starts a node on a fresh temporary data directory.
+    pub async fn start() -> TestNode {
+        let data = TempDir::new().expect("create a temporary data directory");
+        TestNode::start_in(data).await
+    }
+
+    /// Starts a node on `data`, which the node then owns and keeps alive.
+    pub async fn start_in(data: TempDir) -> TestNode {
+        let logs = TempDir::new().expect("create a temporary log directory");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build an HTTP client");
+        let mut node = TestNode {
+            data,
+            logs,
+            name: "test-node".to_owned(),
+            child: None,
+            base_url: String::new(),
+            client,
+        };
+        node.spawn().await;
+        node
+    }
+
+    /// Starts the process again on the same data directory (on a new port).
+    /// The previous process must have been stopped with [`Self::kill9`] or
+    /// [`Self::terminate`].
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart() needs the node stopped first"
+        );
+        self.spawn().await;
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.logs.path().join("stderr.log")
+    }
+
+    /// The last lines the node wrote to standard error, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn spawn(&mut self) {
+        let log: File = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the node's log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crm-node"));
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(self.data.path())
+            .args(["--listen", "127.0.0.1:0", "--name", &self.name])
+            .env_remove("CRM_LISTEN")
+            .env_remove("CRM_NAME")
+            .env_remove("CRM_DATA")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the crm-node binary");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(START_DEADLINE, async {
+            while let Some(line) = lines.next_line().await.expect("read the node's stdout") {
+                if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
+                    return Some(url.trim().to_owned());
+                }
+                seen.push(line);
+            }
+            None
+        })
+        .await;
+        let url = match found {
+            Ok(Some(url)) => url,
+            Ok(None) => {
+                let status = tokio::time::timeout(STOP_DEADLINE, child.wait()).await;
+                panic!(
+                    "node closed stdout without a listening line (exit {status:?}); stdout {seen:?}; stderr:\n{}",
+                    self.log_tail()
+                );
+            }
+            Err(_) => {
+                // Best effort: the panic below is the real report.
+                let _ = child.start_kill();
+                panic!(
+                    "node printed no listening line within {START_DEADLINE:?}; stdout {seen:?}; stderr:\n{}",
+                    self.log_tail()
+                );
+            }
+        };
+        let port = url
+            .strip_prefix("http://127.0.0.1:")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("listening line names no loopback port: {url:?}"));
+        assert_ne!(port, 0, "node reported port 0");
+        // Keep draining stdout so a chatty node never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.base_url = url;
+        self.child = Some(child);
+    }
+
+    fn take_child(&mut self) -> Child {
+        self.child.take().expect("the node is not running")
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub async fn kill9(&mut self) {
+        let mut child = self.take_child();
+        child.start_kill().expect("send SIGKILL to the node");
+        tokio::time::timeout(STOP_DEADLINE, child.wait())
+            .await
+            .expect("node did not die after SIGKILL")
+            .expect("wait for the killed node");
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the process to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.take_child();
+        let pid = child.id().expect("a running child has a pid");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        match tokio::time::timeout(STOP_DEADLINE, child.wait()).await {
+            Ok(status) => status.expect("wait for the terminated node"),
+            Err(_) => {
+                // Best effort clean-up before reporting the hang.
+                let _ = child.start_kill();
+                panic!(
+                    "node did not exit within {STOP_DEADLINE:?} of SIGTERM; stderr:\n{}",
+                    self.log_tail()
+                );
+            }
+        }
+    }
+
+    /// A request builder for `path` (starting with `/`) on this node.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Sends a request and reads the whole response; transport errors are
+    /// returned (a killed node, a connection closed early).
+    pub async fn try_send(&self, request: RequestBuilder) -> Result<Resp, reqwest::Error> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            headers,
+            text,
+            json,
+        })
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&self, request: RequestBuilder) -> Resp {
+        self.try_send(request)
+            .await
+            .expect("HTTP request to the test node")
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(json_body(self.request(Method::POST, path), body))
+            .await
+    }
+
+    /// POST without a body (e.g. `/restore`).
+    pub async fn post_empty(&self, path: &str) -> Resp {
+        self.send(self.request(Method::POST, path)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value, if_match: Option<&str>) -> Resp {
+        let mut request = json_body(self.request(Method::PATCH, path), body);
+        if let Some(etag) = if_match {
+            request = request.header(IF_MATCH, etag);
+        }
+        self.send(request).await
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // The process may already be gone; kill_on_drop also covers it.
+            let _ = child.start_kill();
+        }
+    }
+}
+
+fn json_body(request: RequestBuilder, body: &Value) -> RequestBuilder {
+    request
+        .header(CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(body).expect("serialize a JSON value"))
+}
+
+/// `path?k=v&...` with the pairs percent-encoded.
+pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://localhost").expect("static base URL parses");
+    url.set_path(path);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// The `id` member of a record or search hit.
+pub fn id_of(record: &Value) -> String {
+    record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("record has no string id: {record}"))
+        .to_owned()
+}
+
+/// Creates a record, expecting 201, and returns it.
+pub async fn create(node: &TestNode, collection: &str, body: Value) -> Value {
+    let resp = node
+        .post_json(&format!("/api/v1/{collection}"), &body)
+        .await;
+    resp.expect_status(201, &format!("create {collection} {body}"));
+    resp.json
+}
+
+/// Every item of a list query, walking `next_cursor` until it is null.
+/// Fails on a non-200 page or when the walk does not end.
+pub async fn list_all(node: &TestNode, collection: &str, params: &[(&str, &str)]) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut pairs = params.to_vec();
+        if let Some(c) = &cursor {
+            pairs.push(("cursor", c));
+        }
+        let resp = node
+            .get(&with_query(&format!("/api/v1/{collection}"), &pairs))
+            .await;
+        resp.expect_status(200, &format!("list {collection} {pairs:?}"));
+        let page = resp.json["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("list has no items array: {}", resp.text));
+        items.extend(page.iter().cloned());
+        match &resp.json["next_cursor"] {
+            Value::Null => return items,
+            Value::String(next) => cursor = Some(next.clone()),
+            other => panic!("next_cursor is neither null nor a string: {other}"),
+        }
+    }
+    panic!("list of {collection} did not end within {MAX_PAGES} pages");
+}
+
+/// Ids of every item of a list query, in list order.
+pub async fn list_ids(node: &TestNode, collection: &str, params: &[(&str, &str)]) -> Vec<String> {
+    list_all(node, collection, params)
+        .await
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+/// Hits of a search query, expecting 200.
+pub async fn search(node: &TestNode, params: &[(&str, &str)]) -> Vec<Value> {
+    let resp = node.get(&with_query("/api/v1/search", params)).await;
+    resp.expect_status(200, &format!("search {params:?}"));
+    resp.json["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("search has no items array: {}", resp.text))
+        .clone()
+}
+
+/// Ids of the hits of a search for `q`.
+pub async fn search_ids(node: &TestNode, q: &str) -> Vec<String> {
+    search(node, &[("q", q)]).await.iter().map(id_of).collect()
+}
+
+/// Sorted copy, for comparing id sets.
+pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
