@@ -64,7 +64,14 @@ impl Config {
     pub fn load(data_dir: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(data_dir.join(CONFIG_FILE)))
-            .merge(Env::prefixed("CRM_").ignore(&["data", "admin_password"]))
+            .merge(Env::prefixed("CRM_").only(&[
+                "listen",
+                "name",
+                "cache_capacity",
+                "max_body_bytes",
+                "read_connections",
+                "log",
+            ]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;

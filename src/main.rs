@@ -36,8 +36,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(filter: &str) {
-    let filter =
-        EnvFilter::try_from_env("CRM_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new(filter));
+    let filter = EnvFilter::new(filter);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -254,9 +254,12 @@ mod tests {
         kind.fields[0].clone()
     }
 
+    /// A declaration, an input, and the expected outcome (`Err(())`: refused).
+    type Case = (&'static str, Json, Result<Option<FieldValue>, ()>);
+
     #[test]
     fn input_table() {
-        let cases: &[(&str, Json, Result<Option<FieldValue>, ()>)] = &[
+        let cases: &[Case] = &[
             (
                 "type = \"string\"\nmax_len = 3",
                 json!("abc"),

@@ -87,8 +87,8 @@ pub(crate) fn migrate(
         let fail = |source| StoreError::Migration {
             scope: scope.to_owned(),
             version: migration.version,
-            name: migration.name.to_owned(),
-            source,
+            name: migration.name,
+            source: Box::new(source),
         };
         let tx = conn.transaction()?;
         tx.execute_batch(migration.sql).map_err(fail)?;

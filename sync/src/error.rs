@@ -7,7 +7,7 @@ pub enum StoreError {
     #[error("read connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("automerge: {0}")]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(Box<automerge::AutomergeError>),
     #[error("stored document {id} does not load: {message}")]
     Corrupt { id: String, message: String },
     #[error("projection of {id}: {message}")]
@@ -18,8 +18,8 @@ pub enum StoreError {
     Migration {
         scope: String,
         version: u32,
-        name: String,
-        source: rusqlite::Error,
+        name: &'static str,
+        source: Box<rusqlite::Error>,
     },
     #[error("the database was written by a newer crm-node ({scope} migration {version} is unknown here)")]
     TooNew { scope: String, version: u32 },
@@ -27,6 +27,12 @@ pub enum StoreError {
     Closed,
     #[error("background task failed: {0}")]
     TaskFailed(String),
+}
+
+impl From<automerge::AutomergeError> for StoreError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        StoreError::Automerge(Box::new(e))
+    }
 }
 
 impl StoreError {
@@ -46,5 +52,15 @@ impl StoreError {
             StoreError::Closed | StoreError::Pool(_) => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Errors travel through every `Result` of the write path: keep them
+    /// small enough to pass in registers' worth of bytes.
+    #[test]
+    fn store_error_stays_small() {
+        assert!(std::mem::size_of::<super::StoreError>() <= 64);
     }
 }

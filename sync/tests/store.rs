@@ -1,0 +1,174 @@
+//! The store on its own: group commit, a failing job rolled back alone, the
+//! document tail surviving a reopen, projections called in the transaction.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{ReadDoc, ROOT};
+use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Store, StoreConfig, StoreError};
+use rusqlite::{params, Connection};
+
+/// Counts projections in a table of its own, so a test can see that the
+/// projection rolled back with its job.
+struct CountingProjector;
+
+impl Projector for CountingProjector {
+    fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError> {
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS projected (id TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+            [],
+        )?;
+        conn.execute(
+            "INSERT INTO projected (id, n) VALUES (?1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
+            params![doc.id.to_string()],
+        )?;
+        Ok(())
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    let config = StoreConfig {
+        path: dir.path().join("store.sqlite3"),
+        cache_capacity: 4,
+        readers: 2,
+        node_name: "test".into(),
+    };
+    Store::open(&config, "test", &[], Arc::new(CountingProjector)).expect("store opens")
+}
+
+fn meta(time_ms: i64) -> ChangeMeta {
+    ChangeMeta {
+        author: "tester".into(),
+        time_ms,
+    }
+}
+
+#[derive(Debug)]
+enum TestError {
+    Store(#[expect(dead_code, reason = "shown by Debug when a test fails")] StoreError),
+    Refused,
+}
+
+impl From<StoreError> for TestError {
+    fn from(e: StoreError) -> Self {
+        TestError::Store(e)
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writes_commit_and_a_failing_job_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    let mut tasks = Vec::new();
+    for n in 0..50i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(move |txn| {
+                    txn.create("things", &meta(n), |tx| {
+                        tx.put(ROOT, "n", n).map_err(StoreError::from)?;
+                        Ok::<_, TestError>(())
+                    })
+                })
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task runs").expect("write commits"));
+    }
+    let first = ids[0];
+    // A job that edits a document and then fails leaves no trace, in the
+    // database or in the cached document.
+    let refused = store
+        .write(move |txn| {
+            txn.edit(&first, &meta(100), |tx| {
+                tx.put(ROOT, "n", 999).map_err(StoreError::from)?;
+                Ok::<_, TestError>(())
+            })?;
+            Err::<(), _>(TestError::Refused)
+        })
+        .await;
+    assert!(matches!(refused, Err(TestError::Refused)));
+    let value = store
+        .write(move |txn| {
+            let (_, doc) = txn.doc(&first)?.ok_or(TestError::Refused)?;
+            Ok::<_, TestError>(
+                doc.get(ROOT, "n")
+                    .ok()
+                    .flatten()
+                    .map(|(v, _)| v.to_string()),
+            )
+        })
+        .await
+        .expect("read through writer");
+    assert_eq!(value.as_deref(), Some("0"));
+    let (feed, projected): (i64, i64) = store
+        .read(|conn| {
+            let feed = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
+            let projected = conn.query_row("SELECT sum(n) FROM projected", [], |r| r.get(0))?;
+            Ok::<_, StoreError>((feed, projected))
+        })
+        .await
+        .expect("reads");
+    assert_eq!(feed, 50, "one feed entry per committed change");
+    assert_eq!(projected, 50, "the failed job's projection rolled back");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn edits_survive_reopen_through_tail_and_compaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    let id = store
+        .write(|txn| {
+            txn.create("things", &meta(1), |tx| {
+                tx.put(ROOT, "n", 0).map_err(StoreError::from)?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+        .expect("create");
+    // More edits than the tail holds, so the row is compacted on the way.
+    for n in 1..=100i64 {
+        let changed = store
+            .write(move |txn| {
+                txn.edit(&id, &meta(n + 1), |tx| {
+                    tx.put(ROOT, "n", n).map_err(StoreError::from)?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+            .expect("edit");
+        assert!(changed.is_some());
+    }
+    let unchanged = store
+        .write(move |txn| {
+            txn.edit(&id, &meta(500), |tx| {
+                tx.put(ROOT, "n", 100).map_err(StoreError::from)
+            })
+        })
+        .await
+        .expect("no-op edit");
+    assert!(unchanged.is_none(), "an identical value makes no change");
+    store.close().await;
+
+    let store = open(&dir);
+    let (kind, value, changes) = store
+        .read(move |conn| {
+            let (kind, doc) =
+                crm_sync::load_doc(conn, &id)?.ok_or(StoreError::NoSuchDoc(id.to_string()))?;
+            let value = doc
+                .get(ROOT, "n")
+                .ok()
+                .flatten()
+                .map(|(v, _)| v.to_string());
+            Ok::<_, StoreError>((kind, value, doc.get_changes(&[]).len()))
+        })
+        .await
+        .expect("load");
+    assert_eq!(kind, "things");
+    assert_eq!(value.as_deref(), Some("100"));
+    assert_eq!(changes, 101);
+    store.close().await;
+}
