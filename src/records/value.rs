@@ -228,7 +228,17 @@ pub fn filter_operand(field: &FieldDef, raw: &str, prefix: bool) -> Result<SqlVa
         FieldType::String | FieldType::Email | FieldType::Text | FieldType::Set => {
             SqlValue::Text(raw.to_lowercase())
         }
-        FieldType::Enum | FieldType::Reference => SqlValue::Text(raw.to_owned()),
+        FieldType::Enum if prefix => SqlValue::Text(raw.to_owned()),
+        FieldType::Enum => {
+            if !field.values.iter().any(|v| v == raw) {
+                return Err(format!("must be one of: {}", field.values.join(", ")));
+            }
+            SqlValue::Text(raw.to_owned())
+        }
+        FieldType::Reference => {
+            raw.parse::<crm_sync::DocId>().map_err(|e| e.to_string())?;
+            SqlValue::Text(raw.to_owned())
+        }
         FieldType::Integer | FieldType::Money => {
             SqlValue::Integer(raw.parse().map_err(|_| "must be an integer".to_owned())?)
         }
