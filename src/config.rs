@@ -102,3 +102,39 @@ impl Config {
 pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "name = \"Kazan office\"\ncache_capacity = 10\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .expect("config written");
+        let config = Config::load(dir.path(), Overrides::default()).expect("loads");
+        assert_eq!(config.name, "Kazan office");
+        assert_eq!(config.cache_capacity, 10);
+        assert_eq!(config.read_connections, Config::default().read_connections);
+        let flags = Overrides {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
+            name: Some("Laptop".into()),
+        };
+        let config = Config::load(dir.path(), flags).expect("loads");
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.name, "Laptop");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_key_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (text, key) in [("cache_capacity = 0", "cache_capacity"), ("colour = \"red\"", "colour"), ("listen = \"nowhere\"", "listen")] {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).expect("config written");
+            let error = Config::load(dir.path(), Overrides::default()).expect_err("refused").to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+}
