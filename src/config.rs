@@ -131,9 +131,15 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_key_named() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for (text, key) in [("cache_capacity = 0", "cache_capacity"), ("colour = \"red\"", "colour"), ("listen = \"nowhere\"", "listen")] {
+        for (text, key) in [
+            ("cache_capacity = 0", "cache_capacity"),
+            ("colour = \"red\"", "colour"),
+            ("listen = \"nowhere\"", "listen"),
+        ] {
             std::fs::write(dir.path().join(CONFIG_FILE), text).expect("config written");
-            let error = Config::load(dir.path(), Overrides::default()).expect_err("refused").to_string();
+            let error = Config::load(dir.path(), Overrides::default())
+                .expect_err("refused")
+                .to_string();
             assert!(error.contains(key), "{error}");
         }
     }

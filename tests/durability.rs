@@ -168,6 +168,11 @@ async fn acknowledged_creates_survive_kill_9() {
         "only {} creates acknowledged before the kill",
         acked.len()
     );
+    eprintln!(
+        "{} creates acknowledged in {:?}; {running_at_kill} writers running at the kill",
+        acked.len(),
+        started.elapsed()
+    );
     let ids: HashSet<String> = acked.iter().map(|a| a.id.clone()).collect();
     assert_eq!(ids.len(), acked.len(), "the node acknowledged one id twice");
 

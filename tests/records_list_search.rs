@@ -36,7 +36,41 @@ async fn seed_clients(node: &TestNode) -> BTreeMap<String, Value> {
 }
 
 /// A list query and the names (or labels) of the records it must return.
-type FilterCase<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+type FilterCase = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// Filters over the clients of [`seed_clients`], by name.
+#[rustfmt::skip]
+const CLIENT_FILTERS: &[FilterCase] = &[
+    (&[("city", "moscow")], &["Alpha Trading", "Alpine Foods", "Gamma Service", "ООО Ромашка"]),
+    (&[("city", "MOSCOW"), ("stage", "regular")], &["Alpha Trading", "ООО Ромашка"]),
+    (&[("stage", "potential")], &["Alpine Foods", "Beta Logistics"]),
+    (&[("client_type", "person")], &["Gamma Service"]),
+    (&[("name", "alpha trading")], &["Alpha Trading"]),
+    (&[("name", "ооо ромашка")], &["ООО Ромашка"]),
+    (&[("city", "Novosibirsk")], &[]),
+    (&[("name.prefix", "Alp")], &["Alpha Trading", "Alpine Foods"]),
+    (&[("email.prefix", "sales@")], &["Alpha Trading", "Beta Logistics"]),
+    (&[("phone.prefix", "+7 912")], &["Alpha Trading", "Alpine Foods"]),
+    (&[("stage.prefix", "one")], &["Delta Retail"]),
+    (&[("tags", "vip")], &["Alpha Trading", "Gamma Service", "ООО Ромашка"]),
+    (&[("tags", "vip"), ("tags", "b2b")], &["Alpha Trading", "ООО Ромашка"]),
+    (&[("tags", "retail"), ("city", "moscow")], &["ООО Ромашка"]),
+    (&[("tags", "nothing")], &[]),
+];
+
+/// Filters over contacts A..E born 1980-01-01, 1985-06-15, 1990-12-31,
+/// 2000-02-29 and never (E), by last name.
+#[rustfmt::skip]
+const BIRTHDAY_FILTERS: &[FilterCase] = &[
+    (&[("birthday.gte", "1985-06-15"), ("birthday.lt", "2000-02-29")], &["B", "C"]),
+    (&[("birthday.gt", "1990-12-31")], &["D"]),
+    (&[("birthday.lte", "1980-01-01")], &["A"]),
+    (&[("birthday.lt", "1970-01-01")], &[]),
+    (&[("birthday", "1990-12-31")], &["C"]),
+];
 
 /// Ids of the named records, sorted.
 fn ids_of(by_name: &BTreeMap<String, Value>, names: &[&str]) -> Vec<String> {
@@ -54,52 +88,7 @@ fn created_at(record: &Value) -> DateTime<FixedOffset> {
 async fn equality_prefix_and_set_filters() {
     let node = TestNode::start().await;
     let clients = seed_clients(&node).await;
-    let cases: &[FilterCase] = &[
-        (
-            &[("city", "moscow")],
-            &[
-                "Alpha Trading",
-                "Alpine Foods",
-                "Gamma Service",
-                "ООО Ромашка",
-            ],
-        ),
-        (
-            &[("city", "MOSCOW"), ("stage", "regular")],
-            &["Alpha Trading", "ООО Ромашка"],
-        ),
-        (
-            &[("stage", "potential")],
-            &["Alpine Foods", "Beta Logistics"],
-        ),
-        (&[("client_type", "person")], &["Gamma Service"]),
-        (&[("name", "alpha trading")], &["Alpha Trading"]),
-        (&[("name", "ооо ромашка")], &["ООО Ромашка"]),
-        (&[("city", "Novosibirsk")], &[]),
-        (
-            &[("name.prefix", "Alp")],
-            &["Alpha Trading", "Alpine Foods"],
-        ),
-        (
-            &[("email.prefix", "sales@")],
-            &["Alpha Trading", "Beta Logistics"],
-        ),
-        (
-            &[("phone.prefix", "+7 912")],
-            &["Alpha Trading", "Alpine Foods"],
-        ),
-        (&[("stage.prefix", "one")], &["Delta Retail"]),
-        (
-            &[("tags", "vip")],
-            &["Alpha Trading", "Gamma Service", "ООО Ромашка"],
-        ),
-        (
-            &[("tags", "vip"), ("tags", "b2b")],
-            &["Alpha Trading", "ООО Ромашка"],
-        ),
-        (&[("tags", "retail"), ("city", "moscow")], &["ООО Ромашка"]),
-        (&[("tags", "nothing")], &[]),
-    ];
+    let cases = CLIENT_FILTERS;
     let mut failures = Vec::new();
     for (params, names) in cases {
         let got = sorted(list_ids(&node, "clients", params).await);
@@ -157,19 +146,7 @@ async fn range_filters_on_created_at_and_birthday() {
         let body = json!({"client_id": owner, "last_name": last_name, "birthday": birthday});
         by_birthday.insert(last_name, id_of(&create(&node, "contacts", body).await));
     }
-    let cases: &[FilterCase] = &[
-        (
-            &[
-                ("birthday.gte", "1985-06-15"),
-                ("birthday.lt", "2000-02-29"),
-            ],
-            &["B", "C"],
-        ),
-        (&[("birthday.gt", "1990-12-31")], &["D"]),
-        (&[("birthday.lte", "1980-01-01")], &["A"]),
-        (&[("birthday.lt", "1970-01-01")], &[]),
-        (&[("birthday", "1990-12-31")], &["C"]),
-    ];
+    let cases = BIRTHDAY_FILTERS;
     for (params, names) in cases {
         let want = sorted(names.iter().map(|n| by_birthday[n].clone()).collect());
         assert_eq!(

@@ -107,6 +107,24 @@ fn path_item<const N: usize>(operations: [(HttpMethod, OperationBuilder); N]) ->
     item
 }
 
+/// What the node accepts as an e-mail (or blank, meaning none); the node's
+/// own check is stricter, answered with 422.
+const EMAIL_PATTERN: &str = r"^(\s*|[^@\s]+@[^@\s]+\.[^@\s]+)$";
+
+/// What a one-line string field accepts: no control characters; a
+/// required one needs a non-blank character (blank counts as absent); an
+/// INN is digits (its check digits are checked by the node, answered with
+/// 422).
+fn line_pattern(field: &FieldDef) -> &'static str {
+    match (field.check, field.required) {
+        (Some(crm_schema::Check::Inn), _) => r"^\s*(\d{10}|\d{12})?\s*$",
+        (None, true) => {
+            r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        }
+        (None, false) => r"^[^\u0000-\u001F\u007F-\u009F]*$",
+    }
+}
+
 fn schema_name(kind: &KindDef) -> String {
     kind.label.replace(' ', "")
 }
@@ -160,14 +178,20 @@ fn field_schema(field: &FieldDef, null_ok: bool) -> RefOr<OaSchema> {
     };
     let format = |f: KnownFormat| Some(SchemaFormat::KnownFormat(f));
     let schema: OaSchema = match field.ty {
-        FieldType::String | FieldType::Text | FieldType::Phone => ObjectBuilder::new()
+        FieldType::String | FieldType::Phone => ObjectBuilder::new()
+            .schema_type(ty(Type::String))
+            .max_length(field.max_len.or(Some(1000)))
+            .pattern(Some(line_pattern(field)))
+            .into(),
+        FieldType::Text => ObjectBuilder::new()
             .schema_type(ty(Type::String))
             .max_length(field.max_len.or(Some(1000)))
             .into(),
         FieldType::Email => ObjectBuilder::new()
             .schema_type(ty(Type::String))
-            .format(format(KnownFormat::Email))
+            .pattern(Some(EMAIL_PATTERN))
             .max_length(Some(254))
+            .description(Some("An e-mail address; an empty string counts as none."))
             .into(),
         FieldType::Integer => ObjectBuilder::new()
             .schema_type(ty(Type::Integer))
@@ -353,6 +377,14 @@ fn query(
         .build()
 }
 
+fn limit_param(max: usize, description: &str) -> utoipa::openapi::path::Parameter {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(i32::try_from(max).unwrap_or(i32::MAX)));
+    query("limit", schema, description)
+}
+
 fn id_param() -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name("id")
@@ -410,7 +442,7 @@ fn search_op(schema: &Schema) -> OperationBuilder {
                 .name("q")
                 .parameter_in(ParameterIn::Query)
                 .required(Required::True)
-                .schema(Some(string().min_length(Some(1))))
+                .schema(Some(string().min_length(Some(1)).pattern(Some("\\S"))))
                 .description(Some("What to look for.")),
         )
         .parameter(query(
@@ -418,12 +450,8 @@ fn search_op(schema: &Schema) -> OperationBuilder {
             string().enum_values(Some(kinds)),
             "Only hits of this collection.",
         ))
-        .parameter(query(
-            "limit",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(SEARCH_MAX_LIMIT as i32)),
+        .parameter(limit_param(
+            SEARCH_MAX_LIMIT,
             "Most hits to return (default 20).",
         ))
         .response(
@@ -529,14 +557,7 @@ fn list_op(kind: &KindDef) -> OperationBuilder {
             string().enum_values(Some(sort_values(kind))),
             "Sort key; - for descending (default -updated_at).",
         ))
-        .parameter(query(
-            "limit",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(MAX_LIMIT as i32)),
-            "Page size (default 50).",
-        ))
+        .parameter(limit_param(MAX_LIMIT, "Page size (default 50)."))
         .parameter(query(
             "cursor",
             string(),

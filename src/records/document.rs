@@ -418,12 +418,16 @@ mod tests {
 
         // The API shape: conflicts: {field: [{value, node, at}, ...]}.
         let json = super::super::view::to_json(&kind, &view_a);
-        let shown = json["conflicts"]["city"].as_array().expect("city conflicts listed");
+        let shown = json["conflicts"]["city"]
+            .as_array()
+            .expect("city conflicts listed");
         assert_eq!(shown.len(), 2);
         for entry in shown {
             assert!(["Kazan", "Omsk"].contains(&entry["value"].as_str().unwrap_or_default()));
             assert!(entry["node"].as_str().is_some_and(|n| n.len() == 36));
-            assert!(entry["at"].as_str().is_some_and(|t| t.starts_with("1970-01-01T00:00:00.0")));
+            assert!(entry["at"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("1970-01-01T00:00:00.0")));
         }
         assert_eq!(json["region"], "Siberia");
         assert!(json["city"] == "Kazan" || json["city"] == "Omsk");

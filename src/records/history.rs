@@ -26,9 +26,9 @@ pub struct HistoryEntry {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldChange {
     pub field: String,
-    #[schema(value_type = Object)]
+    /// The value before (any JSON value, shaped as the field's values are).
     pub from: Json,
-    #[schema(value_type = Object)]
+    /// The value after.
     pub to: Json,
 }
 

@@ -139,11 +139,7 @@ impl Records {
                 let id = txn.create(&kind.collection, &meta, |tx| {
                     document::create_containers(tx, &kind, meta.time_ms)
                         .map_err(StoreError::from)?;
-                    for (index, value) in &assignments {
-                        write_field(tx, &kind.fields[*index], value.as_ref())
-                            .map_err(StoreError::from)?;
-                    }
-                    Ok::<_, RecordError>(())
+                    write_assignments(tx, &kind, &assignments)
                 })?;
                 stored_json(txn.conn(), &kind, &id)
             })
@@ -202,13 +198,7 @@ impl Records {
                     return Err(RecordError::Invalid(errors));
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
-                txn.edit(&id, &meta, |tx| {
-                    for (index, value) in &assignments {
-                        write_field(tx, &kind.fields[*index], value.as_ref())
-                            .map_err(StoreError::from)?;
-                    }
-                    Ok::<_, RecordError>(())
-                })?;
+                txn.edit(&id, &meta, |tx| write_assignments(tx, &kind, &assignments))?;
                 stored_json(txn.conn(), &kind, &id)
             })
             .await
@@ -312,6 +302,17 @@ impl Records {
             .read(move |conn| search::search(conn, &q, kind.as_deref(), limit))
             .await
     }
+}
+
+fn write_assignments(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    kind: &KindDef,
+    assignments: &Assignments,
+) -> Result<(), RecordError> {
+    for (index, value) in assignments {
+        write_field(tx, &kind.fields[*index], value.as_ref()).map_err(StoreError::from)?;
+    }
+    Ok(())
 }
 
 /// The value an assignment list gives a field: `None` when the field is not

@@ -108,6 +108,8 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
                         ))
                     })?;
             }
+            // Empty values mean "not given", as forms send them.
+            "cursor" | "fields" if raw.is_empty() => {}
             "cursor" => cursor = Some(raw.clone()),
             "fields" => {
                 let names: Vec<String> = raw.split(',').map(str::to_owned).collect();
