@@ -1,7 +1,7 @@
 //! Record lifecycle over the HTTP API against a real node: create, read,
 //! merge-patch (with `If-Match`), delete, restore for clients and contacts;
 //! defaults, phone and email normalisation in filters, history, persistence
-//! across a restart, and graceful SIGTERM shutdown. See docs/api-contract.md.
+//! across a restart, and graceful SIGTERM shutdown. See the API section of README.md.
 
 mod common;
 

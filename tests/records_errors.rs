@@ -2,7 +2,7 @@
 //! each bad request must get `application/problem+json` whose `status` equals
 //! the HTTP status (422s name the offending field in `errors[].field`), and
 //! must change nothing (lists compared before and after). See
-//! docs/api-contract.md, section "Errors".
+//! README.md, section "Errors".
 
 mod common;
 

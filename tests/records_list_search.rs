@@ -1,7 +1,7 @@
 //! List and search over the HTTP API against a real node: equality, prefix,
 //! range and set filters, sorting, cursor pagination, field selection, limit
 //! bounds; full-text search by word prefix in Cyrillic and Latin, kind filter,
-//! ranking and absence of deleted records. See docs/api-contract.md.
+//! ranking and absence of deleted records. See the API section of README.md.
 
 mod common;
 
