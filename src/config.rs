@@ -104,43 +104,79 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail fixes the closure's error type to figment::Error"
+)]
 mod tests {
+    use figment::Jail;
+
     use super::*;
+
+    // Every test runs in a figment Jail: it serializes them and isolates the
+    // process environment, which `Config::load` reads.
 
     #[test]
     fn file_then_flags_override_defaults() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            dir.path().join(CONFIG_FILE),
-            "name = \"Kazan office\"\ncache_capacity = 10\nlisten = \"127.0.0.1:9000\"\n",
-        )
-        .expect("config written");
-        let config = Config::load(dir.path(), Overrides::default()).expect("loads");
-        assert_eq!(config.name, "Kazan office");
-        assert_eq!(config.cache_capacity, 10);
-        assert_eq!(config.read_connections, Config::default().read_connections);
-        let flags = Overrides {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
-            name: Some("Laptop".into()),
-        };
-        let config = Config::load(dir.path(), flags).expect("loads");
-        assert_eq!(config.listen.port(), 9100);
-        assert_eq!(config.name, "Laptop");
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                CONFIG_FILE,
+                "name = \"Kazan office\"\ncache_capacity = 10\nlisten = \"127.0.0.1:9000\"\n",
+            )?;
+            let dir = jail.directory().to_owned();
+            let config = Config::load(&dir, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.name, "Kazan office");
+            assert_eq!(config.cache_capacity, 10);
+            assert_eq!(config.read_connections, Config::default().read_connections);
+            let flags = Overrides {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
+                name: Some("Laptop".into()),
+            };
+            let config = Config::load(&dir, flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9100);
+            assert_eq!(config.name, "Laptop");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_sits_between_file_and_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(CONFIG_FILE, "name = \"from file\"\nread_connections = 3")?;
+            jail.set_env("CRM_NAME", "from env");
+            jail.set_env("CRM_CACHE_CAPACITY", "7");
+            jail.set_env("CRM_UNRELATED", "ignored");
+            let dir = jail.directory().to_owned();
+            let config = Config::load(&dir, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.name, "from env");
+            assert_eq!(config.cache_capacity, 7);
+            assert_eq!(config.read_connections, 3);
+            let flags = Overrides {
+                listen: None,
+                name: Some("from flag".into()),
+            };
+            let config = Config::load(&dir, flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.name, "from flag");
+            Ok(())
+        });
     }
 
     #[test]
     fn bad_files_are_refused_with_the_key_named() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for (text, key) in [
-            ("cache_capacity = 0", "cache_capacity"),
-            ("colour = \"red\"", "colour"),
-            ("listen = \"nowhere\"", "listen"),
-        ] {
-            std::fs::write(dir.path().join(CONFIG_FILE), text).expect("config written");
-            let error = Config::load(dir.path(), Overrides::default())
-                .expect_err("refused")
-                .to_string();
-            assert!(error.contains(key), "{error}");
-        }
+        Jail::expect_with(|jail| {
+            let dir = jail.directory().to_owned();
+            for (text, key) in [
+                ("cache_capacity = 0", "cache_capacity"),
+                ("colour = \"red\"", "colour"),
+                ("listen = \"nowhere\"", "listen"),
+            ] {
+                jail.create_file(CONFIG_FILE, text)?;
+                let error = Config::load(&dir, Overrides::default())
+                    .expect_err("refused")
+                    .to_string();
+                assert!(error.contains(key), "{error}");
+            }
+            Ok(())
+        });
     }
 }

@@ -179,17 +179,18 @@ pub fn read_field(doc: &Automerge, field: &FieldDef, at: At<'_>) -> Option<Field
             (!members.is_empty()).then_some(FieldValue::Set(members))
         }
         Value::Object(_) => None,
-        Value::Scalar(scalar) => {
-            let currency = if field.ty == FieldType::Money {
-                match get(doc, &ROOT, &currency_key(field), at) {
-                    Some((Value::Scalar(c), _)) => c.as_str().map(str::to_owned),
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            scalar_to_field(field, &scalar, currency)
-        }
+        Value::Scalar(scalar) => scalar_to_field(field, &scalar, money_currency(doc, field, at)),
+    }
+}
+
+/// The currency beside a money amount; `None` for other types.
+fn money_currency(doc: &Automerge, field: &FieldDef, at: At<'_>) -> Option<String> {
+    if field.ty != FieldType::Money {
+        return None;
+    }
+    match get(doc, &ROOT, &currency_key(field), at) {
+        Some((Value::Scalar(c), _)) => c.as_str().map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -254,9 +255,11 @@ pub fn conflicts(doc: &Automerge, kind: &KindDef) -> Vec<(String, Vec<ConflictVa
             .into_iter()
             .map(|(value, opid)| {
                 let value = match value {
-                    Value::Scalar(s) => scalar_to_field(field, &s, Some(String::new()))
-                        .map(|v| v.to_json())
-                        .unwrap_or(serde_json::Value::Null),
+                    Value::Scalar(s) => {
+                        scalar_to_field(field, &s, money_currency(doc, field, At::Now))
+                            .map(|v| v.to_json())
+                            .unwrap_or(serde_json::Value::Null)
+                    }
                     Value::Object(_) => serde_json::Value::Null,
                 };
                 let meta = doc
@@ -442,6 +445,34 @@ mod tests {
             read_field(&b, kind.field("city").expect("city"), At::Now),
             winner
         );
+    }
+
+    #[test]
+    fn money_conflicts_show_the_currency() {
+        let kind: KindDef = toml::from_str(
+            "collection = \"deals\"\nlabel = \"Deal\"\ntitle = [\"amount\"]\n\
+             [[fields]]\nname = \"amount\"\ntype = \"money\"",
+        )
+        .expect("kind parses");
+        let rub = |minor| {
+            Some(FieldValue::Money {
+                minor,
+                currency: "RUB".into(),
+            })
+        };
+        let mut a = Automerge::new().with_actor(actor(1));
+        write(&mut a, &kind, "amount", rub(100), 1);
+        let mut b = a.fork().with_actor(actor(2));
+        write(&mut a, &kind, "amount", rub(200), 2);
+        write(&mut b, &kind, "amount", rub(300), 3);
+        a.merge(&mut b).expect("merge");
+        let found = conflicts(&a, &kind);
+        let values: Vec<_> = found[0]
+            .1
+            .iter()
+            .map(|v| v.value["currency"].clone())
+            .collect();
+        assert_eq!(values, vec!["RUB", "RUB"]);
     }
 
     #[test]

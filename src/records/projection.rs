@@ -3,6 +3,7 @@
 //! table per set field, and rows in the shared full-text index. Everything
 //! here can be dropped and rebuilt from the documents.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crm_schema::{FieldDef, FieldType, KindDef, Schema};
@@ -10,7 +11,7 @@ use crm_sync::{DocRef, ProjectError, Projector, StoreError, WriteTxn};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::document::read_record;
-use super::value::column_value;
+use super::value::{column_value, FieldValue};
 use super::view;
 
 pub fn table(kind: &KindDef) -> String {
@@ -187,11 +188,81 @@ fn rebuild(
 /// step with every document change.
 pub struct RecordProjector {
     schema: Arc<Schema>,
+    /// Statements of each kind, built once: projection runs on every write.
+    statements: HashMap<String, KindStatements>,
 }
+
+/// The SQL that refreshes one kind's rows, and which fields feed it.
+struct KindStatements {
+    upsert: String,
+    /// Indexes (into the kind's fields) of the fields with a column, in
+    /// the upsert's column order.
+    columns: Vec<usize>,
+    /// Indexed set fields: (field index, delete members, insert a member).
+    sets: Vec<(usize, String, String)>,
+}
+
+impl KindStatements {
+    fn new(kind: &KindDef) -> KindStatements {
+        let columns: Vec<usize> = kind
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.indexed && f.ty != FieldType::Set)
+            .map(|(i, _)| i)
+            .collect();
+        let mut names: Vec<String> = META_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        names.extend(columns.iter().map(|&i| column(&kind.fields[i])));
+        let placeholders = (1..=names.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let upsert = format!(
+            "INSERT OR REPLACE INTO {} ({}) VALUES ({placeholders})",
+            table(kind),
+            names.join(", ")
+        );
+        let sets = kind
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.indexed && f.ty == FieldType::Set)
+            .map(|(i, f)| {
+                let st = set_table(kind, f);
+                (
+                    i,
+                    format!("DELETE FROM {st} WHERE rid = ?1"),
+                    format!("INSERT OR IGNORE INTO {st} (value, rid) VALUES (?1, ?2)"),
+                )
+            })
+            .collect();
+        KindStatements {
+            upsert,
+            columns,
+            sets,
+        }
+    }
+}
+
+/// Columns every kind table starts with, in the upsert's order.
+const META_COLUMNS: &[&str] = &[
+    "rid",
+    "id",
+    "deleted",
+    "created_at",
+    "updated_at",
+    "conflicted",
+    "record",
+];
 
 impl RecordProjector {
     pub fn new(schema: Arc<Schema>) -> RecordProjector {
-        RecordProjector { schema }
+        let statements = schema
+            .kinds()
+            .iter()
+            .map(|k| (k.collection.clone(), KindStatements::new(k)))
+            .collect();
+        RecordProjector { schema, statements }
     }
 }
 
@@ -199,35 +270,14 @@ impl Projector for RecordProjector {
     fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError> {
         // A kind this version does not know (from a newer peer) is kept and
         // relayed, just not listed.
-        let Some(kind) = self.schema.kind(doc.kind) else {
+        let (Some(kind), Some(statements)) =
+            (self.schema.kind(doc.kind), self.statements.get(doc.kind))
+        else {
             return Ok(());
         };
         let record = read_record(doc.doc, kind, doc.id);
         let json = view::to_json(kind, &record).to_string();
 
-        let t = table(kind);
-        let cols: Vec<&FieldDef> = column_fields(kind).collect();
-        let mut names = vec![
-            "rid",
-            "id",
-            "deleted",
-            "created_at",
-            "updated_at",
-            "conflicted",
-            "record",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-        names.extend(cols.iter().map(|f| column(f)));
-        let placeholders = (1..=names.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT OR REPLACE INTO {t} ({}) VALUES ({placeholders})",
-            names.join(", ")
-        );
         let mut values: Vec<rusqlite::types::Value> = vec![
             doc.rid.into(),
             doc.id.to_string().into(),
@@ -237,25 +287,19 @@ impl Projector for RecordProjector {
             i64::from(!record.conflicts.is_empty()).into(),
             json.into(),
         ];
-        for field in &cols {
-            let index = kind.fields.iter().position(|f| f.name == field.name);
-            let value = index.and_then(|i| record.values[i].as_ref());
-            values.push(value.map_or(rusqlite::types::Value::Null, |v| column_value(field, v)));
+        for &i in &statements.columns {
+            let value = record.values[i].as_ref();
+            values.push(value.map_or(rusqlite::types::Value::Null, |v| {
+                column_value(&kind.fields[i], v)
+            }));
         }
-        conn.prepare_cached(&sql)?
+        conn.prepare_cached(&statements.upsert)?
             .execute(params_from_iter(values))?;
 
-        for (i, field) in kind.fields.iter().enumerate() {
-            if !(field.indexed && field.ty == FieldType::Set) {
-                continue;
-            }
-            let st = set_table(kind, field);
-            conn.prepare_cached(&format!("DELETE FROM {st} WHERE rid = ?1"))?
-                .execute(params![doc.rid])?;
-            if let Some(super::value::FieldValue::Set(members)) = &record.values[i] {
-                let mut insert = conn.prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO {st} (value, rid) VALUES (?1, ?2)"
-                ))?;
+        for (i, delete, insert) in &statements.sets {
+            conn.prepare_cached(delete)?.execute(params![doc.rid])?;
+            if let Some(FieldValue::Set(members)) = &record.values[*i] {
+                let mut insert = conn.prepare_cached(insert)?;
                 for member in members {
                     insert.execute(params![member.to_lowercase(), doc.rid])?;
                 }

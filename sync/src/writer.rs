@@ -77,10 +77,18 @@ impl<'a> WriteTxn<'a> {
             return Err(e);
         }
         let (hash, _) = tx.commit_with(meta.options());
-        let hash = hash.ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+        // The `kind` put above guarantees a change.
+        let change = committed_change(&doc, hash, &id)?;
         self.touched.push(id);
         let rid = stored_doc::insert(self.conn, &id, kind, &doc)?;
-        self.record_change(id, rid, kind, &doc, hash)?;
+        stored_doc::append_to_feed(self.conn, &id, &change)?;
+        let doc_ref = DocRef {
+            id,
+            rid,
+            kind,
+            doc: &doc,
+        };
+        project(self.projector, self.conn, &doc_ref)?;
         self.cache.insert(
             id,
             LoadedDoc {
@@ -114,18 +122,21 @@ impl<'a> WriteTxn<'a> {
             return Err(e);
         }
         let (hash, _) = tx.commit_with(meta.options());
-        let Some(hash) = hash else {
+        if hash.is_none() {
             return Ok(None);
-        };
-        let change = loaded
-            .doc
-            .get_change_by_hash(&hash)
-            .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+        }
+        let change = committed_change(&loaded.doc, hash, id)?;
         loaded.tail_changes =
             stored_doc::append(conn, loaded.rid, &loaded.doc, &change, loaded.tail_changes)?;
         stored_doc::append_to_feed(conn, id, &change)?;
-        project(projector, conn, *id, loaded)?;
-        Ok(Some(hash))
+        let doc_ref = DocRef {
+            id: *id,
+            rid: loaded.rid,
+            kind: &loaded.kind,
+            doc: &loaded.doc,
+        };
+        project(projector, conn, &doc_ref)?;
+        Ok(Some(change.hash()))
     }
 
     /// The current state of document `id` and its kind, if it exists.
@@ -164,12 +175,7 @@ impl<'a> WriteTxn<'a> {
                 kind: &row.kind,
                 doc: &row.doc,
             };
-            self.projector
-                .project(self.conn, &doc_ref)
-                .map_err(|e| StoreError::Projection {
-                    id: raw,
-                    message: e.to_string(),
-                })?;
+            project(self.projector, self.conn, &doc_ref)?;
             done += 1;
             progress(done);
         }
@@ -194,45 +200,27 @@ impl<'a> WriteTxn<'a> {
             .get_mut(id)
             .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
     }
+}
 
-    fn record_change(
-        &self,
-        id: DocId,
-        rid: i64,
-        kind: &str,
-        doc: &Automerge,
-        hash: ChangeHash,
-    ) -> Result<(), StoreError> {
-        let change = doc
-            .get_change_by_hash(&hash)
-            .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
-        stored_doc::append_to_feed(self.conn, &id, &change)?;
-        let doc_ref = DocRef { id, rid, kind, doc };
-        self.projector
-            .project(self.conn, &doc_ref)
-            .map_err(|e| StoreError::Projection {
-                id: id.to_string(),
-                message: e.to_string(),
-            })
-    }
+/// The change a commit just made.
+fn committed_change(
+    doc: &Automerge,
+    hash: Option<ChangeHash>,
+    id: &DocId,
+) -> Result<automerge::Change, StoreError> {
+    hash.and_then(|h| doc.get_change_by_hash(&h))
+        .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
 }
 
 fn project(
     projector: &dyn Projector,
     conn: &Connection,
-    id: DocId,
-    loaded: &LoadedDoc,
+    doc: &DocRef<'_>,
 ) -> Result<(), StoreError> {
-    let doc_ref = DocRef {
-        id,
-        rid: loaded.rid,
-        kind: &loaded.kind,
-        doc: &loaded.doc,
-    };
     projector
-        .project(conn, &doc_ref)
+        .project(conn, doc)
         .map_err(|e| StoreError::Projection {
-            id: id.to_string(),
+            id: doc.id.to_string(),
             message: e.to_string(),
         })
 }
