@@ -20,17 +20,111 @@ pub struct Cli {
 pub enum Command {
     /// Run the node: the CRM API on the listen address, data in the data folder.
     Serve(ServeArgs),
+    /// Access tokens that let peers replicate with this node.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The peers this node replicates with.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Run one sync round now and print what moved (through the running
+    /// node if there is one, else directly on the data folder).
+    Sync(SyncArgs),
+    /// Take a consistent copy of the database while the node runs.
+    Backup(BackupArgs),
+    /// Replace the node's database with a backup and give the node a new
+    /// epoch. The node must be stopped.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArg {
+    /// Data folder (database, config file); created if missing.
+    #[arg(long, env = "CRM_DATA", default_value = "./crm-data")]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Data folder (database, config file); created if missing.
-    #[arg(long, env = "CRM_DATA", default_value = "./crm-data")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Address to listen on, e.g. 127.0.0.1:8640 (port 0 picks a free one).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Human name of this node (office or laptop).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; its secret is printed once, alone on the last line.
+    Create {
+        /// Who the token is for, e.g. the peer's office name.
+        name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List tokens (names and dates; secrets are not stored).
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Revoke a token: the peer holding it is refused from now on.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Add a peer to replicate with.
+    Add {
+        /// A name for the peer here, e.g. `hq`.
+        name: String,
+        /// The peer's base URL, e.g. https://hq.example.com:8640
+        url: String,
+        /// The secret `crm-node token create` printed on the peer.
+        #[arg(long, env = "CRM_PEER_TOKEN")]
+        token: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List peers and their checkpoints.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Stop replicating with a peer.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Only this peer (every peer by default).
+    #[arg(long)]
+    pub peer: Option<String>,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The file to write; must not exist.
+    pub dest: PathBuf,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// A file made by `crm-node backup`.
+    pub src: PathBuf,
+    #[command(flatten)]
+    pub data: DataArg,
 }

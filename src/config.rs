@@ -28,6 +28,12 @@ pub struct Config {
     pub read_connections: u32,
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "crm_node=debug".
     pub log: String,
+    /// Largest replication batch a peer may push, in bytes.
+    pub max_batch_bytes: usize,
+    /// A folder of kind definitions (`*.toml`, the format of
+    /// `schema/kinds/`) that extend or replace the built-in kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -39,6 +45,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             read_connections: 8,
             log: "info".into(),
+            max_batch_bytes: 32 * 1024 * 1024,
+            kinds_dir: None,
         }
     }
 }
@@ -71,6 +79,8 @@ impl Config {
                 "max_body_bytes",
                 "read_connections",
                 "log",
+                "max_batch_bytes",
+                "kinds_dir",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -91,6 +101,9 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes must be at least 1024");
+        }
+        if self.max_batch_bytes < 64 * 1024 {
+            return invalid("max_batch_bytes must be at least 65536");
         }
         if self.read_connections == 0 {
             return invalid("read_connections must be at least 1");

@@ -2,9 +2,12 @@
 
 mod api;
 mod cli;
+mod commands;
 mod config;
 mod node;
 mod records;
+mod replication;
+mod running;
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,25 +17,51 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command};
 use config::{Config, Overrides};
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
+            let data = args.data.data;
             let config = Config::load(
-                &args.data,
+                &data,
                 Overrides {
                     listen: args.listen,
                     name: args.name,
                 },
             )?;
             init_logging(&config.log);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(serve(args.data, config))
+            runtime()?.block_on(serve(data, config))
+        }
+        Command::Token(c) => tool_runtime()?.block_on(commands::token(c)),
+        Command::Peer(c) => tool_runtime()?.block_on(commands::peer(c)),
+        Command::Sync(args) => tool_runtime()?.block_on(commands::sync(args)),
+        Command::Backup(args) => {
+            quiet_logging();
+            commands::backup(args)
+        }
+        Command::Restore(args) => {
+            quiet_logging();
+            commands::restore(args)
         }
     }
+}
+
+/// Tools print their results on stdout; their logs stay quiet unless
+/// `CRM_LOG` asks otherwise.
+fn quiet_logging() {
+    init_logging(&std::env::var("CRM_LOG").unwrap_or_else(|_| "warn".into()));
+}
+
+fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    quiet_logging();
+    runtime()
 }
 
 fn init_logging(filter: &str) {
@@ -45,7 +74,8 @@ fn init_logging(filter: &str) {
 
 async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let node = node::Node::open(&data, config)
+    let lock = running::ServeLock::acquire(&data)?;
+    let node = node::Node::open(&data, config, true)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -54,10 +84,12 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     // The one line on stdout: scripts and tests read the address from it.
     println!("crm-node listening on http://{addr}");
+    lock.publish(&format!("http://{addr}"))?;
     tracing::info!(%addr, "serving");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     node.serve(listener, shutdown).await?;
+    drop(lock);
     tracing::info!("stopped cleanly");
     Ok(())
 }

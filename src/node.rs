@@ -1,6 +1,6 @@
 //! A running node: opens the store with the schema's projections, serves
-//! the API on a listener until told to stop, then closes the store after
-//! in-flight requests finished.
+//! the API on a listener and replicates with its peers until told to stop,
+//! then closes the store after in-flight requests finished.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::config::{database_path, Config};
 use crate::records::projection::{self, RecordProjector, SetupError};
 use crate::records::Records;
+use crate::replication::{Replication, ReplicationError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -23,6 +24,8 @@ pub enum NodeError {
     Store(#[from] crm_sync::StoreError),
     #[error("projections: {0}")]
     Setup(#[from] SetupError),
+    #[error("replication: {0}")]
+    Replication(#[from] ReplicationError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -30,6 +33,7 @@ pub enum NodeError {
 pub struct Node {
     store: Store,
     records: Records,
+    replication: Replication,
     config: Config,
 }
 
@@ -44,15 +48,26 @@ fn node_migrations() -> Vec<Migration> {
         .collect()
 }
 
+/// The schema: built in, plus the kinds folder when configured (relative
+/// paths are taken from the data folder).
+fn load_schema(data_dir: &Path, config: &Config) -> Result<Schema, crm_schema::SchemaError> {
+    match &config.kinds_dir {
+        Some(dir) => Schema::with_kinds_dir(&data_dir.join(dir)),
+        None => Schema::builtin(),
+    }
+}
+
 impl Node {
-    pub async fn open(data_dir: &Path, config: Config) -> Result<Node, NodeError> {
+    /// Opens the node's data. `rename` stores the configured name as the
+    /// node's name (serve does; tools that open the data folder do not).
+    pub async fn open(data_dir: &Path, config: Config, rename: bool) -> Result<Node, NodeError> {
         std::fs::create_dir_all(data_dir)?;
-        let schema = Arc::new(Schema::builtin()?);
+        let schema = Arc::new(load_schema(data_dir, &config)?);
         let store_config = StoreConfig {
             path: database_path(data_dir),
             cache_capacity: config.cache_capacity,
             readers: config.read_connections,
-            node_name: config.name.clone(),
+            node_name: rename.then(|| config.name.clone()),
         };
         let projector = Arc::new(RecordProjector::new(schema.clone()));
         let migrations = node_migrations();
@@ -67,28 +82,50 @@ impl Node {
             .await?;
         let identity = store.identity();
         tracing::info!(node_id = %identity.node_id, epoch = identity.epoch.0, name = %identity.name, "store open");
+        let kinds = schema.kinds().iter().map(|k| k.collection.clone()).collect();
+        let replication = Replication::new(store.clone(), kinds)?;
         let records = Records::new(store.clone(), schema);
         Ok(Node {
             store,
             records,
+            replication,
             config,
         })
     }
 
-    /// Serves until `shutdown` is cancelled, then waits for in-flight
-    /// requests and closes the store.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    /// Closes the store (tools that opened the node without serving).
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+
+    /// Serves and replicates until `shutdown` is cancelled, then waits for
+    /// in-flight requests and closes the store.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
         let app = api::router(
-            AppState::new(self.records.clone()),
+            AppState::new(
+                self.records.clone(),
+                self.replication.clone(),
+                shutdown.clone(),
+            ),
             self.config.max_body_bytes,
+            self.config.max_batch_bytes,
         );
+        let workers = tokio::spawn(self.replication.clone().supervise(shutdown.clone()));
         let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
+        shutdown.cancel();
+        if workers.await.is_err() {
+            tracing::error!("the replication supervisor ended abnormally");
+        }
         self.store.close().await;
         result.map_err(NodeError::from)
     }

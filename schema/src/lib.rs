@@ -48,6 +48,11 @@ pub const RESERVED_NAMES: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
     Parse {
         file: String,
         source: Box<toml::de::Error>,
@@ -72,6 +77,35 @@ impl Schema {
                 source: Box::new(e),
             })?;
             kinds.push(kind);
+        }
+        Schema::from_kinds(kinds)
+    }
+
+    /// The built-in kinds, then every `*.toml` file of `dir` (in name
+    /// order): a file whose collection is built in replaces that kind (e.g.
+    /// to add a company's own fields), any other adds a kind.
+    pub fn with_kinds_dir(dir: &std::path::Path) -> Result<Schema, SchemaError> {
+        let mut kinds = Schema::builtin()?.kinds;
+        let read_error = |file: &std::path::Path, source| SchemaError::Read {
+            file: file.display().to_string(),
+            source,
+        };
+        let mut files = std::fs::read_dir(dir)
+            .map_err(|e| read_error(dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|x| x == "toml"))
+            .collect::<Vec<_>>();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| read_error(&file, e))?;
+            let kind: KindDef = toml::from_str(&text).map_err(|e| SchemaError::Parse {
+                file: file.display().to_string(),
+                source: Box::new(e),
+            })?;
+            match kinds.iter_mut().find(|k| k.collection == kind.collection) {
+                Some(existing) => *existing = kind,
+                None => kinds.push(kind),
+            }
         }
         Schema::from_kinds(kinds)
     }

@@ -5,20 +5,24 @@
 mod body;
 mod health;
 pub mod openapi;
+mod peers;
 mod problem;
 mod records;
 mod search;
+mod sync_protocol;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::records::{Author, Records};
+use crate::replication::Replication;
 
 /// Who writes until users and sessions exist: every change is attributed to
 /// this user id.
@@ -27,13 +31,22 @@ const LOCAL_USER: &str = "local";
 #[derive(Clone)]
 pub struct AppState {
     pub records: Records,
+    pub replication: Replication,
+    /// Cancelled when the node stops: long-polls end early so that a
+    /// graceful shutdown does not wait for them.
+    pub shutdown: CancellationToken,
     openapi: Arc<String>,
 }
 
 impl AppState {
-    pub fn new(records: Records) -> AppState {
+    pub fn new(records: Records, replication: Replication, shutdown: CancellationToken) -> AppState {
         let openapi = Arc::new(openapi::document(records.schema()));
-        AppState { records, openapi }
+        AppState {
+            records,
+            replication,
+            shutdown,
+            openapi,
+        }
     }
 
     fn author(&self) -> Author {
@@ -41,9 +54,25 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) -> Router {
+    let sync = Router::new()
+        .route("/info", get(sync_protocol::info))
+        .route("/feed", get(sync_protocol::feed))
+        .route("/snapshots", get(sync_protocol::snapshots))
+        .route(
+            "/changes",
+            post(sync_protocol::changes).layer(DefaultBodyLimit::max(max_batch_bytes)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sync_protocol::guard,
+        ));
     let api = Router::new()
         .route("/openapi.json", get(openapi_json))
+        .route("/peers", get(peers::list).post(peers::add))
+        .route("/peers/{name}", delete(peers::remove))
+        .route("/sync/run", post(peers::run))
+        .route("/sync/status", get(peers::status))
         .route("/search", get(search::search))
         .route("/{collection}", get(records::list).post(records::create))
         .route(
@@ -57,6 +86,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(health::health))
         .nest("/api/v1", api)
+        .nest("/sync/v1", sync)
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))

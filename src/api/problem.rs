@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::records::{FieldError, RecordError};
+use crate::replication::ReplicationError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -49,6 +50,62 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
+
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "the node cannot use its database right now (disk full or read-only?); nothing was changed",
+        )
+    }
+
+    fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; it has been logged",
+        )
+    }
+
+    pub fn from_store(error: crm_sync::StoreError) -> ApiError {
+        if error.is_unavailable() {
+            tracing::error!(error = %error, "storage unavailable");
+            ApiError::unavailable()
+        } else {
+            tracing::error!(error = %error, "internal error");
+            ApiError::internal()
+        }
+    }
+}
+
+impl From<ReplicationError> for ApiError {
+    fn from(error: ReplicationError) -> ApiError {
+        use crm_sync::peers::PeerError;
+        use crm_sync::tokens::TokenError;
+        let detail = error.to_string();
+        match error {
+            ReplicationError::Invalid(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+            }
+            ReplicationError::Peer(PeerError::Exists(_))
+            | ReplicationError::Token(TokenError::Exists(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", detail)
+            }
+            ReplicationError::Peer(PeerError::NotFound(_))
+            | ReplicationError::Token(TokenError::NotFound(_)) => ApiError::not_found(detail),
+            ReplicationError::Peer(PeerError::Store(e))
+            | ReplicationError::Token(TokenError::Store(e))
+            | ReplicationError::Store(e) => ApiError::from_store(e),
+            ReplicationError::Token(TokenError::Random(_)) => {
+                tracing::error!(error = %detail, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
 }
 
 impl From<RecordError> for ApiError {
@@ -79,21 +136,10 @@ impl From<RecordError> for ApiError {
                 }
             }
             E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
-            E::Store(e) if e.is_unavailable() => {
-                tracing::error!(error = %e, "storage unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage-unavailable",
-                    "the node cannot write to its database right now (disk full or read-only?); nothing was changed",
-                )
-            }
-            E::Store(_) | E::Internal(_) => {
+            E::Store(e) => ApiError::from_store(e),
+            E::Internal(_) => {
                 tracing::error!(error = %detail, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "an internal error occurred; it has been logged",
-                )
+                ApiError::internal()
             }
         }
     }
@@ -112,10 +158,13 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             errors: self.errors,
         };
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let mut response = (self.status, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }

@@ -18,11 +18,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const STORE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "documents and change feed",
-    sql: include_str!("../migrations/0001_store.sql"),
-}];
+pub(crate) const STORE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "documents and change feed",
+        sql: include_str!("../migrations/0001_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "replication: feed filters, held changes, peers, tokens",
+        sql: include_str!("../migrations/0002_replication.sql"),
+    },
+];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

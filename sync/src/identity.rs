@@ -38,7 +38,10 @@ fn put(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn load_or_create(conn: &Connection, name: &str) -> Result<NodeIdentity, StoreError> {
+pub(crate) fn load_or_create(
+    conn: &Connection,
+    name: Option<&str>,
+) -> Result<NodeIdentity, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt {
         id: "meta".into(),
         message: format!("stored {what} does not parse"),
@@ -57,10 +60,28 @@ pub(crate) fn load_or_create(conn: &Connection, name: &str) -> Result<NodeIdenti
         Some(s) => Epoch(s.parse().map_err(|_| corrupt("epoch"))?),
         None => Epoch(1),
     };
-    put(conn, "name", name)?;
+    let name = match name {
+        Some(name) => {
+            put(conn, "name", name)?;
+            name.to_owned()
+        }
+        None => get(conn, "name")?.unwrap_or_else(|| "crm-node".to_owned()),
+    };
     Ok(NodeIdentity {
         node_id,
         epoch,
-        name: name.to_owned(),
+        name,
     })
+}
+
+/// Gives the node a new epoch: after its database was restored from a
+/// backup, changes it makes must not reuse an actor (node id + epoch) whose
+/// later changes already exist at other nodes. Returns the new epoch.
+pub fn bump_epoch(conn: &Connection) -> Result<Epoch, StoreError> {
+    let current: u32 = get(conn, "epoch")?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let next = Epoch(current + 1);
+    put(conn, "epoch", &next.0.to_string())?;
+    Ok(next)
 }

@@ -14,6 +14,14 @@ impl DocId {
     pub fn new() -> DocId {
         DocId(Uuid::now_v7())
     }
+
+    pub fn from_uuid(uuid: Uuid) -> DocId {
+        DocId(uuid)
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
 }
 
 impl Default for DocId {

@@ -8,19 +8,26 @@
 mod cache;
 mod database;
 mod error;
+pub mod feed;
+pub mod frame;
 mod identity;
 mod ids;
+pub mod peers;
 mod projector;
+mod receive;
+pub mod replicate;
 mod stored_doc;
+pub mod tokens;
 mod writer;
 
 pub use automerge;
 
 pub use database::Migration;
 pub use error::StoreError;
-pub use identity::NodeIdentity;
+pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use projector::{DocRef, ProjectError, Projector};
+pub use receive::{held_count, ApplyReport, ReceiveError};
 pub use stored_doc::load_doc;
 pub use writer::{ChangeMeta, WriteTxn};
 
@@ -38,8 +45,9 @@ pub struct StoreConfig {
     pub cache_capacity: usize,
     /// Read connections.
     pub readers: u32,
-    /// Human name of this node; updated on every open.
-    pub node_name: String,
+    /// Human name of this node; stored on every open when given, kept as
+    /// stored otherwise (tools that open a node's database).
+    pub node_name: Option<String>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -51,6 +59,7 @@ pub struct Store {
 struct StoreInner {
     identity: NodeIdentity,
     writer: writer::WriterHandle,
+    latest: tokio::sync::watch::Receiver<i64>,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
 }
 
@@ -67,13 +76,21 @@ impl Store {
         let mut conn = database::open_writer(&config.path)?;
         database::migrate(&mut conn, "store", database::STORE_MIGRATIONS)?;
         database::migrate(&mut conn, scope, migrations)?;
-        let identity = identity::load_or_create(&conn, &config.node_name)?;
+        let identity = identity::load_or_create(&conn, config.node_name.as_deref())?;
         let readers = database::reader_pool(&config.path, config.readers)?;
-        let writer = writer::spawn(conn, identity.clone(), config.cache_capacity, projector)?;
+        let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
+        let writer = writer::spawn(
+            conn,
+            identity.clone(),
+            config.cache_capacity,
+            projector,
+            latest_tx,
+        )?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 identity,
                 writer,
+                latest,
                 readers,
             }),
         })
@@ -81,6 +98,20 @@ impl Store {
 
     pub fn identity(&self) -> &NodeIdentity {
         &self.inner.identity
+    }
+
+    /// This node in its current epoch, as it signs frames.
+    pub fn sender(&self) -> frame::Sender {
+        frame::Sender {
+            node: self.inner.identity.node_id,
+            epoch: self.inner.identity.epoch,
+        }
+    }
+
+    /// The feed's last seq, updated after every commit that adds to it:
+    /// long-polling readers wait on it.
+    pub fn latest_seq(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.latest.clone()
     }
 
     /// Runs `job` on the writer thread inside the current group-commit

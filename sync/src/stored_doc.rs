@@ -4,6 +4,7 @@
 use automerge::{ActorId, Automerge, Change, ChangeHash};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::frame::Sender;
 use crate::{DocId, StoreError};
 
 /// A tail longer than this is folded into a new snapshot.
@@ -86,47 +87,80 @@ pub(crate) fn insert(
     Ok(conn.last_insert_rowid())
 }
 
-/// Records `change` of a stored document: appends it to the row's tail (or
-/// compacts the row when the tail is long) and returns the new tail length.
-pub(crate) fn append(
+/// Stores a document received whole (a snapshot page): `saved` is kept as
+/// sent, which loads as `doc`.
+pub(crate) fn insert_saved(
+    conn: &Connection,
+    id: &DocId,
+    kind: &str,
+    saved: &[u8],
+    doc: &Automerge,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached("INSERT INTO docs (id, kind, snapshot, heads) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            id.to_string(),
+            kind,
+            saved,
+            heads_blob(&doc.get_heads())
+        ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records `changes` (already applied to `doc`) of a stored document:
+/// appends them to the row's tail, or compacts the row when the tail grows
+/// long. Returns the new tail length.
+pub(crate) fn append_changes(
     conn: &Connection,
     rid: i64,
     doc: &Automerge,
-    change: &Change,
+    changes: &[&Change],
     tail_changes: i64,
 ) -> Result<i64, StoreError> {
     let heads = heads_blob(&doc.get_heads());
-    if tail_changes + 1 >= COMPACT_AFTER_CHANGES {
-        conn.execute(
+    let added = changes.len() as i64;
+    if tail_changes + added >= COMPACT_AFTER_CHANGES {
+        conn.prepare_cached(
             "UPDATE docs SET snapshot = ?2, tail = x'', tail_changes = 0, heads = ?3 WHERE rid = ?1",
-            params![rid, doc.save(), heads],
-        )?;
+        )?
+        .execute(params![rid, doc.save(), heads])?;
         Ok(0)
     } else {
-        conn.execute(
-            "UPDATE docs SET tail = CAST(tail || ?2 AS BLOB), tail_changes = tail_changes + 1, heads = ?3
+        let bytes: Vec<u8> = changes
+            .iter()
+            .flat_map(|c| c.raw_bytes().iter().copied())
+            .collect();
+        conn.prepare_cached(
+            "UPDATE docs SET tail = CAST(tail || ?2 AS BLOB), tail_changes = tail_changes + ?4, heads = ?3
              WHERE rid = ?1",
-            params![rid, change.raw_bytes(), heads],
-        )?;
-        Ok(tail_changes + 1)
+        )?
+        .execute(params![rid, bytes, heads, added])?;
+        Ok(tail_changes + added)
     }
 }
 
-/// Gives `change` the next seq in the feed. Returns false when the feed
+/// Gives `change` of document `id` the next seq in the feed, with the node
+/// that sent it here (`None` when made here). Returns false when the feed
 /// already holds it (received twice).
 pub(crate) fn append_to_feed(
     conn: &Connection,
     id: &DocId,
+    kind: &str,
     change: &Change,
+    origin: Option<Sender>,
 ) -> Result<bool, StoreError> {
-    let inserted = conn.execute(
-        "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
-         ON CONFLICT (doc_id, hash) DO NOTHING",
-        params![
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO changes (doc_id, hash, bytes, kind, actor, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (doc_id, hash) DO NOTHING",
+        )?
+        .execute(params![
             id.to_string(),
             change.hash().0.as_slice(),
-            change.raw_bytes()
-        ],
-    )?;
+            change.raw_bytes(),
+            kind,
+            change.actor_id().to_bytes(),
+            origin.map(|o| o.to_bytes().to_vec()),
+        ])?;
     Ok(inserted == 1)
 }

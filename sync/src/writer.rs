@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{Automerge, ChangeHash, ReadDoc, ROOT};
 use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{DocCache, LoadedDoc};
 use crate::projector::{DocRef, Projector};
@@ -40,11 +40,13 @@ impl ChangeMeta {
 /// What a job sees: the open transaction, through which every document
 /// change passes so that change, feed entry and projection commit together.
 pub struct WriteTxn<'a> {
-    conn: &'a Connection,
-    cache: &'a mut DocCache,
-    identity: &'a NodeIdentity,
-    projector: &'a dyn Projector,
-    touched: Vec<DocId>,
+    pub(crate) conn: &'a Connection,
+    pub(crate) cache: &'a mut DocCache,
+    pub(crate) identity: &'a NodeIdentity,
+    pub(crate) projector: &'a dyn Projector,
+    pub(crate) touched: Vec<DocId>,
+    /// Whether this job added to the feed (long-polling peers are woken).
+    pub(crate) fed: bool,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -81,7 +83,8 @@ impl<'a> WriteTxn<'a> {
         let change = committed_change(&doc, hash, &id)?;
         self.touched.push(id);
         let rid = stored_doc::insert(self.conn, &id, kind, &doc)?;
-        stored_doc::append_to_feed(self.conn, &id, &change)?;
+        stored_doc::append_to_feed(self.conn, &id, kind, &change, None)?;
+        self.fed = true;
         let doc_ref = DocRef {
             id,
             rid,
@@ -113,6 +116,7 @@ impl<'a> WriteTxn<'a> {
         E: From<StoreError>,
     {
         self.touched.push(*id);
+        self.fed = true;
         let conn = self.conn;
         let projector = self.projector;
         let loaded = self.loaded(id)?;
@@ -126,9 +130,14 @@ impl<'a> WriteTxn<'a> {
             return Ok(None);
         }
         let change = committed_change(&loaded.doc, hash, id)?;
-        loaded.tail_changes =
-            stored_doc::append(conn, loaded.rid, &loaded.doc, &change, loaded.tail_changes)?;
-        stored_doc::append_to_feed(conn, id, &change)?;
+        loaded.tail_changes = stored_doc::append_changes(
+            conn,
+            loaded.rid,
+            &loaded.doc,
+            &[&change],
+            loaded.tail_changes,
+        )?;
+        stored_doc::append_to_feed(conn, id, &loaded.kind, &change, None)?;
         let doc_ref = DocRef {
             id: *id,
             rid: loaded.rid,
@@ -212,7 +221,7 @@ fn committed_change(
         .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
 }
 
-fn project(
+pub(crate) fn project(
     projector: &dyn Projector,
     conn: &Connection,
     doc: &DocRef<'_>,
@@ -312,13 +321,31 @@ pub(crate) fn spawn(
     identity: NodeIdentity,
     cache_capacity: usize,
     projector: std::sync::Arc<dyn Projector>,
+    latest: watch::Sender<i64>,
 ) -> Result<WriterHandle, StoreError> {
-    let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+    let (sender, mut receiver) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("crm-writer".into())
         .spawn(move || {
             let mut cache = DocCache::new(cache_capacity);
-            run(conn, receiver, &identity, &mut cache, &*projector);
+            let mut writer = Writer {
+                conn: &conn,
+                identity: &identity,
+                cache: &mut cache,
+                projector: &*projector,
+                latest: &latest,
+            };
+            while let Some(first) = receiver.blocking_recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                writer.commit_group(group);
+            }
+            close(conn);
         })
         .map_err(|e| StoreError::TaskFailed(e.to_string()))?;
     Ok(WriterHandle {
@@ -327,25 +354,9 @@ pub(crate) fn spawn(
     })
 }
 
-fn run(
-    conn: Connection,
-    mut receiver: mpsc::Receiver<Box<dyn Job>>,
-    identity: &NodeIdentity,
-    cache: &mut DocCache,
-    projector: &dyn Projector,
-) {
-    while let Some(first) = receiver.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&conn, group, identity, cache, projector);
-    }
-    // Every sender is gone: all queued jobs have run. Fold the WAL back so
-    // the database file is complete on its own.
+/// Every sender is gone: all queued jobs have run. Fold the WAL back so the
+/// database file is complete on its own.
+fn close(conn: Connection) {
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
@@ -355,13 +366,19 @@ fn run(
     tracing::info!("writer stopped");
 }
 
-fn commit_group(
-    conn: &Connection,
-    group: Vec<Box<dyn Job>>,
-    identity: &NodeIdentity,
-    cache: &mut DocCache,
-    projector: &dyn Projector,
-) {
+/// What the writer thread owns while it runs.
+struct Writer<'a> {
+    conn: &'a Connection,
+    identity: &'a NodeIdentity,
+    cache: &'a mut DocCache,
+    projector: &'a dyn Projector,
+    /// The feed's last seq, published after every commit that added to it.
+    latest: &'a watch::Sender<i64>,
+}
+
+impl Writer<'_> {
+fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
+    let conn = self.conn;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         for job in group {
             job.fail(group_error(&e));
@@ -370,6 +387,7 @@ fn commit_group(
     }
     let mut deliveries = Vec::with_capacity(group.len());
     let mut touched = Vec::new();
+    let mut fed = false;
     let mut broken: Option<rusqlite::Error> = None;
     for job in group {
         if let Some(e) = &broken {
@@ -383,18 +401,20 @@ fn commit_group(
         }
         let mut txn = WriteTxn {
             conn,
-            cache,
-            identity,
-            projector,
+            cache: &mut *self.cache,
+            identity: self.identity,
+            projector: self.projector,
             touched: Vec::new(),
+            fed: false,
         };
         let (ok, delivery) = job.run(&mut txn);
+        fed |= ok && txn.fed;
         let job_touched = txn.touched;
         let end = if ok {
             conn.execute_batch("RELEASE job")
         } else {
             for id in &job_touched {
-                cache.evict(id);
+                self.cache.evict(id);
             }
             conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
@@ -410,6 +430,14 @@ fn commit_group(
     };
     match outcome {
         Ok(()) => {
+            if fed {
+                match crate::feed::latest_seq(conn) {
+                    Ok(seq) => {
+                        self.latest.send_replace(seq);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the feed position failed"),
+                }
+            }
             for deliver in deliveries {
                 deliver(Ok(()));
             }
@@ -420,13 +448,14 @@ fn commit_group(
                 tracing::error!(error = %rollback, "rollback failed");
             }
             for id in &touched {
-                cache.evict(id);
+                self.cache.evict(id);
             }
             for deliver in deliveries {
                 deliver(Err(group_error(&e)));
             }
         }
     }
+}
 }
 
 /// A failure of the whole group, as each job's caller sees it.

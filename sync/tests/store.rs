@@ -31,7 +31,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
         path: dir.path().join("store.sqlite3"),
         cache_capacity: 4,
         readers: 2,
-        node_name: "test".into(),
+        node_name: Some("test".into()),
     };
     Store::open(&config, "test", &[], Arc::new(CountingProjector)).expect("store opens")
 }

@@ -1,0 +1,259 @@
+//! The subcommands other than `serve`: tokens, peers, a sync round, backup
+//! and restore. Each works on a data folder, whether or not a node serves
+//! it at the moment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use crm_sync::replicate::StepReport;
+
+use crate::cli::{BackupArgs, PeerCommand, RestoreArgs, SyncArgs, TokenCommand};
+use crate::config::{database_path, Config, Overrides};
+use crate::node::Node;
+use crate::replication::RoundResult;
+use crate::running::serving_url;
+
+async fn open(data: &Path) -> anyhow::Result<Node> {
+    let config = Config::load(data, Overrides::default())?;
+    Node::open(data, config, false)
+        .await
+        .with_context(|| format!("opening the node in {}", data.display()))
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name, data } => {
+            let node = open(&data.data).await?;
+            let secret = node.replication().create_token(&name).await;
+            node.close().await;
+            let secret = secret?;
+            println!("token `{name}` created. Give this secret to the peer; it is not shown again:");
+            println!("{secret}");
+        }
+        TokenCommand::List { data } => {
+            let node = open(&data.data).await?;
+            let tokens = node.replication().tokens().await;
+            node.close().await;
+            for t in tokens? {
+                match t.revoked_at {
+                    Some(at) => println!("{}\tcreated {}\trevoked {}", t.name, when(t.created_at), when(at)),
+                    None => println!("{}\tcreated {}\tactive", t.name, when(t.created_at)),
+                }
+            }
+        }
+        TokenCommand::Revoke { name, data } => {
+            let node = open(&data.data).await?;
+            let revoked = node.replication().revoke_token(&name).await;
+            node.close().await;
+            revoked?;
+            println!("token `{name}` revoked");
+        }
+    }
+    Ok(())
+}
+
+pub async fn peer(command: PeerCommand) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Add {
+            name,
+            url,
+            token,
+            data,
+        } => {
+            let node = open(&data.data).await?;
+            let added = node.replication().add_peer(&name, &url, &token).await;
+            node.close().await;
+            let peer = added?;
+            println!("peer `{}` added: {}", peer.name, peer.url);
+        }
+        PeerCommand::List { data } => {
+            let node = open(&data.data).await?;
+            let peers = node.replication().peers().await;
+            node.close().await;
+            for p in peers? {
+                let node_id = p.remote.map(|r| r.node.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{}\t{}\tnode {}\tpulled to {}\tpushed to {}",
+                    p.name, p.url, node_id, p.pull_since, p.push_acked
+                );
+            }
+        }
+        PeerCommand::Remove { name, data } => {
+            let node = open(&data.data).await?;
+            let removed = node.replication().remove_peer(&name).await;
+            node.close().await;
+            removed?;
+            println!("peer `{name}` removed");
+        }
+    }
+    Ok(())
+}
+
+fn describe(step: &StepReport) -> String {
+    format!(
+        "{} changes ({} new) in {} requests, {} bytes",
+        step.changes, step.applied, step.requests, step.bytes
+    )
+}
+
+pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    let results = match serving_url(&args.data.data)? {
+        Some(url) => sync_through(&url, args.peer.as_deref()).await?,
+        None => {
+            let node = open(&args.data.data).await?;
+            let results = node.replication().run_round(args.peer.as_deref(), None).await;
+            node.close().await;
+            results?
+        }
+    };
+    if results.is_empty() {
+        println!("no peers configured; add one with `crm-node peer add`");
+    }
+    let mut failed = false;
+    for r in &results {
+        match (&r.pulled, &r.pushed, &r.error) {
+            (Some(pulled), Some(pushed), _) => println!(
+                "{}: pulled {}; pushed {}",
+                r.peer,
+                describe(pulled),
+                describe(pushed)
+            ),
+            (_, _, error) => {
+                failed = true;
+                println!("{}: failed: {}", r.peer, error.as_deref().unwrap_or("unknown error"));
+            }
+        }
+    }
+    if failed {
+        bail!("some peers could not be synced");
+    }
+    Ok(())
+}
+
+/// Asks the node serving the folder to run the round: only its writer may
+/// apply changes while it runs.
+async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<RoundResult>> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        results: Vec<RoundResultWire>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RoundResultWire {
+        peer: String,
+        pulled: Option<StepWire>,
+        pushed: Option<StepWire>,
+        error: Option<String>,
+        ok: bool,
+    }
+    #[derive(serde::Deserialize)]
+    struct StepWire {
+        requests: u64,
+        bytes: u64,
+        changes: u64,
+        applied: u64,
+        held: u64,
+        caught_up: bool,
+    }
+    let step = |s: StepWire| StepReport {
+        requests: s.requests,
+        bytes: s.bytes,
+        changes: s.changes,
+        applied: s.applied,
+        held: s.held,
+        caught_up: s.caught_up,
+    };
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api/v1/sync/run"))
+        .json(&serde_json::json!({ "peer": peer }))
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .with_context(|| format!("asking the running node at {url} to sync"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        bail!("the running node refused the sync ({status}): {body}");
+    }
+    let answer: Answer = response.json().await.context("reading the sync result")?;
+    Ok(answer
+        .results
+        .into_iter()
+        .map(|r| RoundResult {
+            peer: r.peer,
+            ok: r.ok,
+            pulled: r.pulled.map(step),
+            pushed: r.pushed.map(step),
+            error: r.error,
+        })
+        .collect())
+}
+
+pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    if args.dest.exists() {
+        bail!("{} exists; give a new file name", args.dest.display());
+    }
+    let source = database_path(&args.data.data);
+    if !source.exists() {
+        bail!("no database in {}", args.data.data.display());
+    }
+    let src = rusqlite::Connection::open_with_flags(
+        &source,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .with_context(|| format!("opening {}", source.display()))?;
+    let mut dst = rusqlite::Connection::open(&args.dest)
+        .with_context(|| format!("creating {}", args.dest.display()))?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        // Small steps let the running node keep writing during the copy.
+        backup.run_to_completion(256, Duration::from_millis(5), None)?;
+    }
+    dst.pragma_update(None, "journal_mode", "DELETE")?;
+    println!("backup written to {}", args.dest.display());
+    Ok(())
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let data = &args.data.data;
+    if let Some(url) = serving_url(data)? {
+        bail!("a node serves {} at {url}; stop it before restoring", data.display());
+    }
+    let check = rusqlite::Connection::open_with_flags(
+        &args.src,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .with_context(|| format!("opening {}", args.src.display()))?;
+    let node_id: String = check
+        .query_row("SELECT value FROM meta WHERE key = 'node_id'", [], |r| r.get(0))
+        .with_context(|| format!("{} is not a crm-node backup", args.src.display()))?;
+    drop(check);
+    std::fs::create_dir_all(data)?;
+    let target = database_path(data);
+    for suffix in ["-wal", "-shm"] {
+        let side = target.with_file_name(format!(
+            "{}{suffix}",
+            target.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        ));
+        if side.exists() {
+            std::fs::remove_file(&side).with_context(|| format!("removing {}", side.display()))?;
+        }
+    }
+    std::fs::copy(&args.src, &target)
+        .with_context(|| format!("copying {} to {}", args.src.display(), target.display()))?;
+    let conn = rusqlite::Connection::open(&target)?;
+    let epoch = crm_sync::bump_epoch(&conn)?;
+    drop(conn);
+    println!(
+        "restored node {node_id} from {}; it now writes as epoch {}, and its peers will sync it again from the start",
+        args.src.display(),
+        epoch.0
+    );
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Replication as the node runs it: the peers it is configured with, one
+//! background worker per peer, sync rounds on demand, and the status the API
+//! shows. The protocol itself is `crm_sync::replicate`; the wire is
+//! `http_transport`.
+
+pub mod http_transport;
+mod status;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crm_sync::feed::KindSet;
+use crm_sync::peers::{self, Peer, PeerError};
+use crm_sync::replicate::{Replicator, RoundReport, SyncError};
+use crm_sync::tokens::{self, TokenError, TokenInfo};
+use crm_sync::{Store, StoreError};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use http_transport::{parse_peer_url, HttpTransport};
+pub use status::PeerStatus;
+
+/// How often the supervisor looks for peers added or removed by another
+/// process (`crm-node peer add` while the node runs).
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+/// Steps per direction in an on-demand round, so that a round over a huge
+/// backlog still ends (the workers carry on).
+const ROUND_STEPS: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A peer as the API shows it: no secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PeerView {
+    pub name: String,
+    pub url: String,
+    /// The peer's node id, once it has answered.
+    pub node_id: Option<String>,
+    pub epoch: Option<u32>,
+}
+
+impl From<&Peer> for PeerView {
+    fn from(p: &Peer) -> Self {
+        PeerView {
+            name: p.name.clone(),
+            url: p.url.clone(),
+            node_id: p.remote.map(|r| r.node.to_string()),
+            epoch: p.remote.map(|r| r.epoch.0),
+        }
+    }
+}
+
+/// What an on-demand round did with one peer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RoundResult {
+    pub peer: String,
+    pub ok: bool,
+    #[schema(value_type = Object)]
+    pub pulled: Option<crm_sync::replicate::StepReport>,
+    #[schema(value_type = Object)]
+    pub pushed: Option<crm_sync::replicate::StepReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Replication {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    kinds: KindSet,
+    client: reqwest::Client,
+    status: status::StatusBoard,
+    workers: Mutex<HashMap<String, (String, String, CancellationToken)>>,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn check_peer_name(name: &str) -> Result<(), ReplicationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ReplicationError::Invalid(format!(
+            "`{name}`: a peer or token name is 1-64 characters of letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+impl Replication {
+    pub fn new(store: Store, kinds: KindSet) -> Result<Replication, ReplicationError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("crm-node/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ReplicationError::Invalid(format!("HTTP client: {e}")))?;
+        Ok(Replication {
+            inner: Arc::new(Inner {
+                store,
+                kinds,
+                client,
+                status: status::StatusBoard::default(),
+                workers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn kinds(&self) -> &KindSet {
+        &self.inner.kinds
+    }
+
+    fn replicator(&self, peer: &Peer) -> Replicator<HttpTransport> {
+        Replicator::new(
+            self.inner.store.clone(),
+            peer.name.clone(),
+            HttpTransport::new(self.inner.client.clone(), &peer.url, &peer.token),
+            self.inner.kinds.clone(),
+        )
+    }
+
+    pub async fn peers(&self) -> Result<Vec<Peer>, ReplicationError> {
+        Ok(self.inner.store.read(|conn| peers::list(conn)).await?)
+    }
+
+    pub async fn add_peer(&self, name: &str, url: &str, token: &str) -> Result<Peer, ReplicationError> {
+        check_peer_name(name)?;
+        let url = parse_peer_url(url).map_err(ReplicationError::Invalid)?;
+        let token = token.trim().to_owned();
+        if token.is_empty() || token.len() > 256 || token.chars().any(|c| c.is_control()) {
+            return Err(ReplicationError::Invalid(
+                "the token must be the secret printed by `crm-node token create` on the peer".into(),
+            ));
+        }
+        let name = name.to_owned();
+        let peer = self
+            .inner
+            .store
+            .write(move |txn| {
+                peers::add(txn.conn(), &name, &url, &token, now_ms())?;
+                peers::get(txn.conn(), &name)?.ok_or(PeerError::NotFound(name))
+            })
+            .await?;
+        Ok(peer)
+    }
+
+    pub async fn remove_peer(&self, name: &str) -> Result<(), ReplicationError> {
+        let name = name.to_owned();
+        self.inner
+            .store
+            .write(move |txn| peers::remove(txn.conn(), &name))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_token(&self, name: &str) -> Result<String, ReplicationError> {
+        check_peer_name(name)?;
+        let name = name.to_owned();
+        Ok(self
+            .inner
+            .store
+            .write(move |txn| tokens::create(txn.conn(), &name, now_ms()))
+            .await?)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ReplicationError> {
+        Ok(self.inner.store.read(|conn| tokens::list(conn)).await?)
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<(), ReplicationError> {
+        let name = name.to_owned();
+        self.inner
+            .store
+            .write(move |txn| tokens::revoke(txn.conn(), &name, now_ms()))
+            .await?;
+        Ok(())
+    }
+
+    /// The name of the active token with this secret.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<String>, StoreError> {
+        let secret = secret.to_owned();
+        self.inner
+            .store
+            .read(move |conn| tokens::verify(conn, &secret))
+            .await
+    }
+
+    /// Runs one round with `only` (or every peer) now and says what moved.
+    /// `max_steps` bounds the pages per direction.
+    pub async fn run_round(
+        &self,
+        only: Option<&str>,
+        max_steps: Option<usize>,
+    ) -> Result<Vec<RoundResult>, ReplicationError> {
+        let peers = self.peers().await?;
+        if let Some(name) = only {
+            if !peers.iter().any(|p| p.name == name) {
+                return Err(PeerError::NotFound(name.to_owned()).into());
+            }
+        }
+        let mut results = Vec::new();
+        for peer in peers.iter().filter(|p| only.is_none_or(|n| n == p.name)) {
+            let outcome = self
+                .replicator(peer)
+                .round(max_steps.unwrap_or(ROUND_STEPS))
+                .await;
+            self.record(&peer.name, outcome.as_ref().err()).await;
+            results.push(match outcome {
+                Ok(RoundReport { pulled, pushed }) => RoundResult {
+                    peer: peer.name.clone(),
+                    ok: true,
+                    pulled: Some(pulled),
+                    pushed: Some(pushed),
+                    error: None,
+                },
+                Err(e) => RoundResult {
+                    peer: peer.name.clone(),
+                    ok: false,
+                    pulled: None,
+                    pushed: None,
+                    error: Some(e.to_string()),
+                },
+            });
+        }
+        Ok(results)
+    }
+
+    /// Notes a round's or step's outcome, in memory and in the peer's row.
+    async fn record(&self, peer: &str, error: Option<&SyncError>) {
+        let message = error.map(ToString::to_string);
+        self.inner.status.record(peer, message.clone());
+        let name = peer.to_owned();
+        let stored = self
+            .inner
+            .store
+            .write(move |txn| peers::record_outcome(txn.conn(), &name, now_ms(), message.as_deref()))
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(peer, error = %e, "could not store the sync outcome");
+        }
+    }
+
+    /// Notes a successful exchange of a worker: in memory each time, in the
+    /// peer's row only when it ends a run of failures (a long-polling
+    /// worker succeeds every few seconds).
+    async fn note_success(&self, peer: &str) {
+        if self.inner.status.record(peer, None) {
+            tracing::info!(peer, "peer reachable again");
+            self.record(peer, None).await;
+        }
+    }
+
+    /// Per-peer status: state, last outcome, backlogs.
+    pub async fn status(&self) -> Result<Vec<PeerStatus>, ReplicationError> {
+        let peers = self.peers().await?;
+        let mut out = Vec::with_capacity(peers.len());
+        for peer in peers {
+            out.push(self.inner.status.describe(&self.inner.store, peer).await?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps one worker per configured peer until `shutdown`.
+    pub async fn supervise(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.reconcile(&shutdown).await {
+                tracing::warn!(error = %e, "reading the peer list failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            }
+        }
+        if let Ok(mut workers) = self.inner.workers.lock() {
+            for (_, (_, _, stop)) in workers.drain() {
+                stop.cancel();
+            }
+        }
+    }
+
+    async fn reconcile(&self, shutdown: &CancellationToken) -> Result<(), ReplicationError> {
+        let peers = self.peers().await?;
+        let mut start = Vec::new();
+        {
+            let mut workers = self
+                .inner
+                .workers
+                .lock()
+                .map_err(|_| ReplicationError::Invalid("worker table poisoned".into()))?;
+            workers.retain(|name, (url, token, stop)| {
+                let keep = peers
+                    .iter()
+                    .any(|p| &p.name == name && &p.url == url && &p.token == token);
+                if !keep {
+                    tracing::info!(peer = %name, "stopping replication worker");
+                    stop.cancel();
+                }
+                keep
+            });
+            for peer in peers {
+                if !workers.contains_key(&peer.name) {
+                    let stop = shutdown.child_token();
+                    workers.insert(
+                        peer.name.clone(),
+                        (peer.url.clone(), peer.token.clone(), stop.clone()),
+                    );
+                    start.push((peer, stop));
+                }
+            }
+        }
+        for (peer, stop) in start {
+            tracing::info!(peer = %peer.name, url = %peer.url, "starting replication worker");
+            let replicator = Arc::new(self.replicator(&peer));
+            tokio::spawn(worker::run(self.clone(), replicator, stop));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,486 @@
+//! Applying what a peer sent: batches of changes and snapshot pages. A batch
+//! is checked whole before anything is applied, then applied inside the
+//! caller's write job, so that a bad batch changes nothing.
+//!
+//! A change whose dependencies are not here yet is held in `held_changes`
+//! and applied as soon as they arrive; it is never dropped.
+
+use std::collections::HashMap;
+
+use automerge::{Automerge, Change, ChangeHash, ReadDoc, ROOT};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::LoadedDoc;
+use crate::feed::KindSet;
+use crate::frame::{Entry, Sender};
+use crate::writer::{project, WriteTxn};
+use crate::{stored_doc, DocId, StoreError};
+
+/// What a received batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Changes applied now (including held ones released by this batch).
+    pub applied: u64,
+    /// Changes this node already had.
+    pub duplicates: u64,
+    /// Changes held because their dependencies are missing.
+    pub held: u64,
+    /// Held changes from earlier batches applied now.
+    pub released: u64,
+    /// Documents that changed.
+    pub documents: u64,
+}
+
+impl ApplyReport {
+    pub fn add(&mut self, other: ApplyReport) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.held += other.held;
+        self.released += other.released;
+        self.documents += other.documents;
+    }
+}
+
+/// Why a batch was refused. Nothing of a refused batch is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("entry {index}: the change does not decode: {message}")]
+    Undecodable { index: usize, message: String },
+    #[error("entry {index}: kind `{kind}` is not known to this node")]
+    UnknownKind { index: usize, kind: String },
+    #[error("entry {index}: document {doc} is a `{stored}` here, not a `{stated}`")]
+    KindMismatch {
+        index: usize,
+        doc: DocId,
+        stored: String,
+        stated: String,
+    },
+    #[error("document {doc}: {message}")]
+    Rejected { doc: DocId, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReceiveError {
+    /// Whether the sender is at fault (the batch is bad) rather than this
+    /// node (its database failed).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ReceiveError::Store(_))
+    }
+}
+
+struct Incoming {
+    change: Change,
+    origin: Option<Sender>,
+    held_before: bool,
+}
+
+impl WriteTxn<'_> {
+    /// Applies a batch of changes sent by `origin`. Changes already here are
+    /// skipped; changes with missing dependencies are held.
+    pub fn receive_changes(
+        &mut self,
+        origin: Sender,
+        entries: Vec<Entry>,
+        kinds: &KindSet,
+    ) -> Result<ApplyReport, ReceiveError> {
+        let mut by_doc: Vec<(DocId, String, Vec<Change>)> = Vec::new();
+        let mut slot: HashMap<DocId, usize> = HashMap::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            if !kinds.contains(&entry.kind) {
+                return Err(ReceiveError::UnknownKind {
+                    index,
+                    kind: entry.kind,
+                });
+            }
+            let change = Change::from_bytes(entry.payload).map_err(|e| {
+                ReceiveError::Undecodable {
+                    index,
+                    message: e.to_string(),
+                }
+            })?;
+            let i = *slot.entry(entry.doc).or_insert_with(|| {
+                by_doc.push((entry.doc, entry.kind.clone(), Vec::new()));
+                by_doc.len() - 1
+            });
+            if by_doc[i].1 != entry.kind {
+                return Err(ReceiveError::KindMismatch {
+                    index,
+                    doc: entry.doc,
+                    stored: by_doc[i].1.clone(),
+                    stated: entry.kind,
+                });
+            }
+            self.check_stored_kind(index, &entry.doc, &entry.kind)?;
+            by_doc[i].2.push(change);
+        }
+        let mut report = ApplyReport::default();
+        for (doc, kind, changes) in by_doc {
+            report.add(self.receive_doc_changes(doc, &kind, changes, Some(origin))?);
+        }
+        Ok(report)
+    }
+
+    /// Applies a page of compacted documents sent by `origin` (first sync).
+    /// A document new here is stored as sent; one that exists here receives
+    /// the changes it lacks.
+    pub fn receive_snapshots(
+        &mut self,
+        origin: Sender,
+        entries: Vec<Entry>,
+        kinds: &KindSet,
+    ) -> Result<ApplyReport, ReceiveError> {
+        let mut loaded = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            if !kinds.contains(&entry.kind) {
+                return Err(ReceiveError::UnknownKind {
+                    index,
+                    kind: entry.kind,
+                });
+            }
+            let undecodable = |message: String| ReceiveError::Undecodable { index, message };
+            let doc = Automerge::load(&entry.payload).map_err(|e| undecodable(e.to_string()))?;
+            if !doc.get_missing_deps(&[]).is_empty() {
+                return Err(undecodable("the document lacks some of its changes".into()));
+            }
+            if root_kind(&doc).as_deref() != Some(entry.kind.as_str()) {
+                return Err(undecodable(format!(
+                    "the document is not a `{}`",
+                    entry.kind
+                )));
+            }
+            self.check_stored_kind(index, &entry.doc, &entry.kind)?;
+            loaded.push((entry, doc));
+        }
+        let mut report = ApplyReport::default();
+        for (entry, doc) in loaded {
+            if self.doc(&entry.doc)?.is_some() {
+                let changes = doc.get_changes(&[]);
+                report.add(self.receive_doc_changes(entry.doc, &entry.kind, changes, Some(origin))?);
+            } else {
+                report.add(self.store_new_snapshot(entry, doc, origin)?);
+            }
+        }
+        Ok(report)
+    }
+
+    fn check_stored_kind(&mut self, index: usize, id: &DocId, kind: &str) -> Result<(), ReceiveError> {
+        let stored: Option<String> = self
+            .conn
+            .prepare_cached("SELECT kind FROM docs WHERE id = ?1")
+            .map_err(StoreError::from)?
+            .query_row(params![id.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(StoreError::from)?;
+        match stored {
+            Some(stored) if stored != kind => Err(ReceiveError::KindMismatch {
+                index,
+                doc: *id,
+                stored,
+                stated: kind.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn store_new_snapshot(
+        &mut self,
+        entry: Entry,
+        doc: Automerge,
+        origin: Sender,
+    ) -> Result<ApplyReport, ReceiveError> {
+        let id = entry.doc;
+        self.touched.push(id);
+        let doc = doc.with_actor(self.identity.actor());
+        let rid = stored_doc::insert_saved(self.conn, &id, &entry.kind, &entry.payload, &doc)?;
+        let changes = doc.get_changes(&[]);
+        let mut report = ApplyReport {
+            documents: 1,
+            ..ApplyReport::default()
+        };
+        for change in &changes {
+            if stored_doc::append_to_feed(self.conn, &id, &entry.kind, change, Some(origin))? {
+                report.applied += 1;
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        self.fed = true;
+        let doc_ref = crate::DocRef {
+            id,
+            rid,
+            kind: &entry.kind,
+            doc: &doc,
+        };
+        project(self.projector, self.conn, &doc_ref)?;
+        self.cache.insert(
+            id,
+            LoadedDoc {
+                rid,
+                kind: entry.kind.clone(),
+                doc,
+                tail_changes: 0,
+            },
+        );
+        // Changes held for this document before its copy arrived are either
+        // in the copy now or can follow it.
+        let held = take_held(self.conn, &id)?;
+        if !held.is_empty() {
+            report.add(self.apply_pool(id, &entry.kind, held)?);
+        }
+        Ok(report)
+    }
+
+    fn receive_doc_changes(
+        &mut self,
+        id: DocId,
+        kind: &str,
+        changes: Vec<Change>,
+        origin: Option<Sender>,
+    ) -> Result<ApplyReport, ReceiveError> {
+        let mut report = ApplyReport::default();
+        let mut fresh = Vec::new();
+        for change in changes {
+            let hash = change.hash();
+            if in_feed(self.conn, &id, &hash)? || is_held(self.conn, &id, &hash)? {
+                report.duplicates += 1;
+            } else if !fresh.iter().any(|c: &Incoming| c.change.hash() == hash) {
+                fresh.push(Incoming {
+                    change,
+                    origin,
+                    held_before: false,
+                });
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(report);
+        }
+        fresh.extend(take_held(self.conn, &id)?);
+        report.add(self.apply_pool(id, kind, fresh)?);
+        Ok(report)
+    }
+
+    /// Applies every change of `pool` whose dependencies are present, over
+    /// and over until none is left that can be, then holds the rest.
+    fn apply_pool(
+        &mut self,
+        id: DocId,
+        kind: &str,
+        mut pool: Vec<Incoming>,
+    ) -> Result<ApplyReport, ReceiveError> {
+        self.touched.push(id);
+        let actor = self.identity.actor();
+        let existing = self.doc(&id)?.is_some();
+        let mut fresh_doc = (!existing).then(|| Automerge::new().with_actor(actor));
+        let mut applied: Vec<Incoming> = Vec::new();
+        {
+            let doc: &mut Automerge = match fresh_doc.as_mut() {
+                Some(doc) => doc,
+                None => &mut self
+                    .cache
+                    .get_mut(&id)
+                    .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?
+                    .doc,
+            };
+            // Received changes come in feed (causal) order, so one pass
+            // usually applies them all; another pass runs only while the
+            // previous one made progress.
+            loop {
+                let mut progress = false;
+                let mut waiting = Vec::new();
+                for item in pool.drain(..) {
+                    if !deps_present(doc, &item.change) {
+                        waiting.push(item);
+                        continue;
+                    }
+                    if item.change.deps().is_empty() && !doc.get_heads().is_empty() {
+                        return Err(ReceiveError::Rejected {
+                            doc: id,
+                            message: "a second first change for an existing document".into(),
+                        });
+                    }
+                    doc.apply_changes([item.change.clone()])
+                        .map_err(|e| ReceiveError::Rejected {
+                            doc: id,
+                            message: e.to_string(),
+                        })?;
+                    applied.push(item);
+                    progress = true;
+                }
+                pool = waiting;
+                if !progress || pool.is_empty() {
+                    break;
+                }
+            }
+        }
+        let mut report = ApplyReport::default();
+        for item in &pool {
+            hold(self.conn, &id, kind, item)?;
+            if !item.held_before {
+                report.held += 1;
+            }
+        }
+        if applied.is_empty() {
+            return Ok(report);
+        }
+        // `applied` is in the order of application, hence causal: the feed
+        // stays causal.
+        report.documents = 1;
+        for item in &applied {
+            report.applied += 1;
+            if item.held_before {
+                report.released += 1;
+            }
+        }
+        let changes: Vec<&Change> = applied.iter().map(|i| &i.change).collect();
+        let (rid, doc) = if let Some(doc) = fresh_doc {
+            if root_kind(&doc).as_deref() != Some(kind) {
+                return Err(ReceiveError::Rejected {
+                    doc: id,
+                    message: format!("the document's first change does not make a `{kind}`"),
+                });
+            }
+            let rid = stored_doc::insert(self.conn, &id, kind, &doc)?;
+            self.cache.insert(
+                id,
+                LoadedDoc {
+                    rid,
+                    kind: kind.to_owned(),
+                    doc,
+                    tail_changes: 0,
+                },
+            );
+            let loaded = self
+                .cache
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+            (rid, &loaded.doc)
+        } else {
+            let loaded = self
+                .cache
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?;
+            loaded.tail_changes = stored_doc::append_changes(
+                self.conn,
+                loaded.rid,
+                &loaded.doc,
+                &changes,
+                loaded.tail_changes,
+            )?;
+            (loaded.rid, &loaded.doc)
+        };
+        for item in &applied {
+            stored_doc::append_to_feed(self.conn, &id, kind, &item.change, item.origin)?;
+        }
+        self.fed = true;
+        let doc_ref = crate::DocRef {
+            id,
+            rid,
+            kind,
+            doc,
+        };
+        project(self.projector, self.conn, &doc_ref)?;
+        Ok(report)
+    }
+}
+
+fn deps_present(doc: &Automerge, change: &Change) -> bool {
+    change
+        .deps()
+        .iter()
+        .all(|d| doc.get_change_meta_by_hash(d).is_some())
+}
+
+fn root_kind(doc: &Automerge) -> Option<String> {
+    match doc.get(ROOT, "kind").ok()?? {
+        (automerge::Value::Scalar(s), _) => match s.as_ref() {
+            automerge::ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn in_feed(conn: &Connection, id: &DocId, hash: &ChangeHash) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM changes WHERE doc_id = ?1 AND hash = ?2")?
+        .query_row(params![id.to_string(), hash.0.as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn is_held(conn: &Connection, id: &DocId, hash: &ChangeHash) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM held_changes WHERE doc_id = ?1 AND hash = ?2")?
+        .query_row(params![id.to_string(), hash.0.as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn hold(conn: &Connection, id: &DocId, kind: &str, item: &Incoming) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO held_changes (doc_id, hash, kind, bytes, origin, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        id.to_string(),
+        item.change.hash().0.as_slice(),
+        kind,
+        item.change.raw_bytes(),
+        item.origin.map(|o| o.to_bytes().to_vec()),
+        now_ms(),
+    ])?;
+    Ok(())
+}
+
+/// Removes and returns the changes held for `id`; those still not ready are
+/// held again by the caller.
+fn take_held(conn: &Connection, id: &DocId) -> Result<Vec<Incoming>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT hash, bytes, origin FROM held_changes WHERE doc_id = ?1")?;
+    let rows = stmt
+        .query_map(params![id.to_string()], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.prepare_cached("DELETE FROM held_changes WHERE doc_id = ?1")?
+        .execute(params![id.to_string()])?;
+    rows.into_iter()
+        .map(|(_, bytes, origin)| {
+            let change = Change::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+                id: id.to_string(),
+                message: format!("held change: {e}"),
+            })?;
+            Ok(Incoming {
+                change,
+                origin: origin.as_deref().and_then(Sender::from_bytes),
+                held_before: true,
+            })
+        })
+        .collect()
+}
+
+/// Held changes: how many, and how many came from `origin` when given.
+pub fn held_count(conn: &Connection, origin: Option<Sender>) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM held_changes WHERE ?1 IS NULL OR origin = ?1",
+        params![origin.map(|o| o.to_bytes().to_vec())],
+        |r| r.get(0),
+    )?)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,350 @@
+//! One side of a peer relationship: pull a page of the peer's feed (or of
+//! its documents, on a first sync) and apply it together with the new
+//! checkpoint; push a batch of our feed and record what the peer took.
+//! Network I/O goes through a [`Transport`], so the same logic runs over
+//! HTTP in the node and in-process in simulations.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::feed::{self, FeedQuery, KindSet, SnapshotQuery};
+use crate::frame::{Frame, FrameType, Sender};
+use crate::peers::{self, kinds_fingerprint, Peer};
+use crate::receive::{ApplyReport, ReceiveError};
+use crate::{Store, StoreError};
+
+/// Rows of the feed (or documents) per page.
+pub const PAGE: usize = 1000;
+
+/// What a puller asks of a peer's feed.
+#[derive(Debug, Clone)]
+pub struct FeedRequest {
+    pub query: FeedQuery,
+    /// Long-poll: how long the peer may wait for a change when none is new.
+    pub wait: Duration,
+}
+
+/// What a peer answered to a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushReply {
+    pub receiver: Sender,
+    pub report: ApplyReport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    #[error("peer refused the request ({status}): {detail}")]
+    Refused { status: u16, detail: String },
+    #[error("peer answered something unreadable: {0}")]
+    BadAnswer(String),
+}
+
+/// How requests reach a peer. Each call returns the bytes it moved on the
+/// wire along with its answer, for reports.
+pub trait Transport: Send + Sync {
+    fn feed(
+        &self,
+        request: &FeedRequest,
+    ) -> impl Future<Output = Result<(Frame, u64), TransportError>> + Send;
+    fn snapshots(
+        &self,
+        query: &SnapshotQuery,
+    ) -> impl Future<Output = Result<(Frame, u64), TransportError>> + Send;
+    fn push(&self, frame: &Frame)
+        -> impl Future<Output = Result<(PushReply, u64), TransportError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no peer named `{0}`")]
+    NoSuchPeer(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the peer sent a batch this node refuses: {0}")]
+    Refused(ReceiveError),
+    #[error("the peer answered with a {0:?} frame where another was expected")]
+    WrongFrame(FrameType),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReceiveError> for SyncError {
+    fn from(e: ReceiveError) -> Self {
+        match e {
+            ReceiveError::Store(e) => SyncError::Store(e),
+            other => SyncError::Refused(other),
+        }
+    }
+}
+
+/// What one step moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    pub requests: u64,
+    pub bytes: u64,
+    /// Changes (or, on a first sync, documents' changes) moved.
+    pub changes: u64,
+    /// Of those, changes the other side did not have yet.
+    pub applied: u64,
+    pub held: u64,
+    /// Nothing more to move in this direction right now.
+    pub caught_up: bool,
+}
+
+impl StepReport {
+    fn from_apply(report: ApplyReport, requests: u64, bytes: u64, caught_up: bool) -> Self {
+        StepReport {
+            requests,
+            bytes,
+            changes: report.applied + report.duplicates + report.held,
+            applied: report.applied,
+            held: report.held,
+            caught_up,
+        }
+    }
+
+    pub fn add(&mut self, other: StepReport) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.changes += other.changes;
+        self.applied += other.applied;
+        self.held += other.held;
+        self.caught_up = other.caught_up;
+    }
+}
+
+/// Replication with one peer over `transport`.
+pub struct Replicator<T> {
+    store: Store,
+    peer: String,
+    transport: T,
+    kinds: KindSet,
+}
+
+impl<T: Transport> Replicator<T> {
+    /// `kinds` are the kinds this node knows: it accepts and asks for only
+    /// those.
+    pub fn new(store: Store, peer: String, transport: T, kinds: KindSet) -> Self {
+        Replicator {
+            store,
+            peer,
+            transport,
+            kinds,
+        }
+    }
+
+    pub fn peer_name(&self) -> &str {
+        &self.peer
+    }
+
+    fn me(&self) -> Sender {
+        let id = self.store.identity();
+        Sender {
+            node: id.node_id,
+            epoch: id.epoch,
+        }
+    }
+
+    async fn load_peer(&self) -> Result<Peer, SyncError> {
+        let name = self.peer.clone();
+        self.store
+            .read(move |conn| peers::get(conn, &name))
+            .await?
+            .ok_or_else(|| SyncError::NoSuchPeer(self.peer.clone()))
+    }
+
+    /// Whether the peer is still the node (and epoch, and kinds) our
+    /// checkpoints were taken against. When not, they restart from zero.
+    async fn check_identity(&self, peer: &Peer, frame: &Frame) -> Result<bool, SyncError> {
+        let fingerprint = kinds_fingerprint(&self.kinds, &frame.kinds);
+        if peer.remote == Some(frame.sender) && peer.kinds == fingerprint {
+            return Ok(true);
+        }
+        if let Some(old) = peer.remote {
+            tracing::warn!(
+                peer = %self.peer,
+                old_node = %old.node, old_epoch = old.epoch.0,
+                node = %frame.sender.node, epoch = frame.sender.epoch.0,
+                "peer identity, epoch or kinds changed: syncing again from the start"
+            );
+        }
+        let name = self.peer.clone();
+        let sender = frame.sender;
+        self.store
+            .write(move |txn| peers::reset(txn.conn(), &name, sender, None, &fingerprint))
+            .await?;
+        Ok(false)
+    }
+
+    /// Pulls one page: of the peer's documents while a first sync copies
+    /// them, of its feed otherwise. `wait` lets the peer hold the request
+    /// until it has something new.
+    pub async fn pull(&self, wait: Duration) -> Result<StepReport, SyncError> {
+        let peer = self.load_peer().await?;
+        if peer.copying() {
+            return self.pull_snapshot(peer).await;
+        }
+        let request = FeedRequest {
+            query: FeedQuery {
+                since: peer.pull_since,
+                limit: PAGE,
+                requester: Some(self.me()),
+                kinds: Some(self.kinds.clone()),
+            },
+            wait,
+        };
+        let (frame, bytes) = self.transport.feed(&request).await?;
+        if frame.frame_type != FrameType::Changes {
+            return Err(SyncError::WrongFrame(frame.frame_type));
+        }
+        if !self.check_identity(&peer, &frame).await? {
+            return Ok(StepReport {
+                requests: 1,
+                bytes,
+                ..StepReport::default()
+            });
+        }
+        let name = self.peer.clone();
+        let kinds = self.kinds.clone();
+        let caught_up = frame.through >= frame.latest;
+        let report = self
+            .store
+            .write(move |txn| {
+                let report = txn.receive_changes(frame.sender, frame.entries, &kinds)?;
+                peers::advance_pull(txn.conn(), &name, frame.sender, frame.through, frame.latest)?;
+                Ok::<_, ReceiveError>(report)
+            })
+            .await?;
+        Ok(StepReport::from_apply(report, 1, bytes, caught_up))
+    }
+
+    async fn pull_snapshot(&self, peer: Peer) -> Result<StepReport, SyncError> {
+        let query = SnapshotQuery {
+            after: peer.snapshot_after,
+            limit: PAGE,
+            kinds: Some(self.kinds.clone()),
+        };
+        let (frame, bytes) = self.transport.snapshots(&query).await?;
+        if frame.frame_type != FrameType::Snapshots {
+            return Err(SyncError::WrongFrame(frame.frame_type));
+        }
+        let known = self.check_identity(&peer, &frame).await?;
+        if !known && peer.snapshot_after.is_some() {
+            // A copy begun against another identity starts over.
+            return Ok(StepReport {
+                requests: 1,
+                bytes,
+                ..StepReport::default()
+            });
+        }
+        let at = match (known, peer.snapshot_at) {
+            (true, Some(at)) => at,
+            _ => frame.through,
+        };
+        let last = frame.entries.last().map(|e| e.doc);
+        let name = self.peer.clone();
+        let kinds = self.kinds.clone();
+        let report = self
+            .store
+            .write(move |txn| {
+                let sender = frame.sender;
+                let report = txn.receive_snapshots(sender, frame.entries, &kinds)?;
+                peers::advance_snapshot(txn.conn(), &name, sender, at, last)?;
+                Ok::<_, ReceiveError>(report)
+            })
+            .await?;
+        if let Some(last) = last {
+            tracing::info!(peer = %self.peer, documents = report.documents, last = %last, "first sync: copied a page of documents");
+        } else {
+            tracing::info!(peer = %self.peer, from = at, "first sync: documents copied; following the feed");
+        }
+        Ok(StepReport::from_apply(report, 1, bytes, false))
+    }
+
+    /// Pushes one batch of our feed that the peer has not taken. Sends
+    /// nothing when the peer has all of it. Needs one pull first, to know
+    /// who the peer is and what kinds it takes.
+    pub async fn push(&self) -> Result<StepReport, SyncError> {
+        let peer = self.load_peer().await?;
+        let Some(remote) = peer.remote else {
+            // Nothing can go before a pull has told us who the peer is.
+            return Ok(StepReport {
+                caught_up: true,
+                ..StepReport::default()
+            });
+        };
+        let me = self.me();
+        let kinds = self.kinds.clone();
+        let query = FeedQuery {
+            since: peer.push_acked,
+            limit: PAGE,
+            requester: Some(remote),
+            kinds: Some(peer.their_kinds()),
+        };
+        let frame = self
+            .store
+            .read(move |conn| feed::read_feed(conn, me, &kinds, &query))
+            .await?;
+        let caught_up = frame.through >= frame.latest;
+        let through = frame.through;
+        let name = self.peer.clone();
+        if frame.entries.is_empty() {
+            if through > peer.push_acked {
+                self.store
+                    .write(move |txn| peers::advance_push(txn.conn(), &name, remote, through))
+                    .await?;
+            }
+            return Ok(StepReport {
+                caught_up,
+                ..StepReport::default()
+            });
+        }
+        let (reply, bytes) = self.transport.push(&frame).await?;
+        if reply.receiver != remote {
+            // Restored from a backup (or replaced) since we last pulled: the
+            // next pull notices and restarts both directions.
+            tracing::warn!(peer = %self.peer, "peer identity changed during push");
+            return Ok(StepReport {
+                requests: 1,
+                bytes,
+                ..StepReport::default()
+            });
+        }
+        self.store
+            .write(move |txn| peers::advance_push(txn.conn(), &name, remote, through))
+            .await?;
+        Ok(StepReport::from_apply(reply.report, 1, bytes, caught_up))
+    }
+
+    /// One full round: pull until caught up, then push until caught up.
+    /// `max_steps` bounds each direction (a partial sync when reached).
+    pub async fn round(&self, max_steps: usize) -> Result<RoundReport, SyncError> {
+        let mut report = RoundReport::default();
+        for _ in 0..max_steps {
+            let step = self.pull(Duration::ZERO).await?;
+            report.pulled.add(step);
+            if step.caught_up {
+                break;
+            }
+        }
+        for _ in 0..max_steps {
+            let step = self.push().await?;
+            report.pushed.add(step);
+            if step.caught_up {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What a round moved in each direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RoundReport {
+    pub pulled: StepReport,
+    pub pushed: StepReport,
+}
