@@ -34,7 +34,9 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             let secret = node.replication().create_token(&name).await;
             node.close().await;
             let secret = secret?;
-            println!("token `{name}` created. Give this secret to the peer; it is not shown again:");
+            println!(
+                "token `{name}` created. Give this secret to the peer; it is not shown again:"
+            );
             println!("{secret}");
         }
         TokenCommand::List { data } => {
@@ -43,7 +45,12 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             node.close().await;
             for t in tokens? {
                 match t.revoked_at {
-                    Some(at) => println!("{}\tcreated {}\trevoked {}", t.name, when(t.created_at), when(at)),
+                    Some(at) => println!(
+                        "{}\tcreated {}\trevoked {}",
+                        t.name,
+                        when(t.created_at),
+                        when(at)
+                    ),
                     None => println!("{}\tcreated {}\tactive", t.name, when(t.created_at)),
                 }
             }
@@ -78,7 +85,10 @@ pub async fn peer(command: PeerCommand) -> anyhow::Result<()> {
             let peers = node.replication().peers().await;
             node.close().await;
             for p in peers? {
-                let node_id = p.remote.map(|r| r.node.to_string()).unwrap_or_else(|| "-".into());
+                let node_id = p
+                    .remote
+                    .map(|r| r.node.to_string())
+                    .unwrap_or_else(|| "-".into());
                 println!(
                     "{}\t{}\tnode {}\tpulled to {}\tpushed to {}",
                     p.name, p.url, node_id, p.pull_since, p.push_acked
@@ -108,7 +118,10 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
         Some(url) => sync_through(&url, args.peer.as_deref()).await?,
         None => {
             let node = open(&args.data.data).await?;
-            let results = node.replication().run_round(args.peer.as_deref(), None).await;
+            let results = node
+                .replication()
+                .run_round(args.peer.as_deref(), None)
+                .await;
             node.close().await;
             results?
         }
@@ -127,7 +140,11 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
             ),
             (_, _, error) => {
                 failed = true;
-                println!("{}: failed: {}", r.peer, error.as_deref().unwrap_or("unknown error"));
+                println!(
+                    "{}: failed: {}",
+                    r.peer,
+                    error.as_deref().unwrap_or("unknown error")
+                );
             }
         }
     }
@@ -203,11 +220,9 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if !source.exists() {
         bail!("no database in {}", args.data.data.display());
     }
-    let src = rusqlite::Connection::open_with_flags(
-        &source,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .with_context(|| format!("opening {}", source.display()))?;
+    let src =
+        rusqlite::Connection::open_with_flags(&source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", source.display()))?;
     let mut dst = rusqlite::Connection::open(&args.dest)
         .with_context(|| format!("creating {}", args.dest.display()))?;
     {
@@ -223,7 +238,10 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let data = &args.data.data;
     if let Some(url) = serving_url(data)? {
-        bail!("a node serves {} at {url}; stop it before restoring", data.display());
+        bail!(
+            "a node serves {} at {url}; stop it before restoring",
+            data.display()
+        );
     }
     let check = rusqlite::Connection::open_with_flags(
         &args.src,
@@ -231,7 +249,9 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("opening {}", args.src.display()))?;
     let node_id: String = check
-        .query_row("SELECT value FROM meta WHERE key = 'node_id'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'node_id'", [], |r| {
+            r.get(0)
+        })
         .with_context(|| format!("{} is not a crm-node backup", args.src.display()))?;
     drop(check);
     std::fs::create_dir_all(data)?;
@@ -239,7 +259,10 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     for suffix in ["-wal", "-shm"] {
         let side = target.with_file_name(format!(
             "{}{suffix}",
-            target.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
         ));
         if side.exists() {
             std::fs::remove_file(&side).with_context(|| format!("removing {}", side.display()))?;

@@ -34,6 +34,13 @@ pub struct Config {
     /// `schema/kinds/`) that extend or replace the built-in kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kinds_dir: Option<PathBuf>,
+    /// Replicate with every peer continuously while serving. When false,
+    /// peers sync only when asked (`crm-node sync`, `POST /api/v1/sync/run`),
+    /// e.g. on a metered connection.
+    pub auto_sync: bool,
+    /// Shifts this node's clock by this many seconds. For testing that
+    /// replication does not depend on clocks; leave at 0.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for Config {
@@ -47,6 +54,8 @@ impl Default for Config {
             log: "info".into(),
             max_batch_bytes: 32 * 1024 * 1024,
             kinds_dir: None,
+            clock_offset_secs: 0,
+            auto_sync: true,
         }
     }
 }
@@ -81,6 +90,8 @@ impl Config {
                 "log",
                 "max_batch_bytes",
                 "kinds_dir",
+                "clock_offset_secs",
+                "auto_sync",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod clock;
 mod commands;
 mod config;
 mod node;
@@ -75,6 +76,7 @@ fn init_logging(filter: &str) {
 async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let lock = running::ServeLock::acquire(&data)?;
+    clock::set_offset_secs(config.clock_offset_secs);
     let node = node::Node::open(&data, config, true)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))?;

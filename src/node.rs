@@ -82,7 +82,11 @@ impl Node {
             .await?;
         let identity = store.identity();
         tracing::info!(node_id = %identity.node_id, epoch = identity.epoch.0, name = %identity.name, "store open");
-        let kinds = schema.kinds().iter().map(|k| k.collection.clone()).collect();
+        let kinds = schema
+            .kinds()
+            .iter()
+            .map(|k| k.collection.clone())
+            .collect();
         let replication = Replication::new(store.clone(), kinds)?;
         let records = Records::new(store.clone(), schema);
         Ok(Node {
@@ -118,13 +122,18 @@ impl Node {
             self.config.max_body_bytes,
             self.config.max_batch_bytes,
         );
-        let workers = tokio::spawn(self.replication.clone().supervise(shutdown.clone()));
+        let workers = self
+            .config
+            .auto_sync
+            .then(|| tokio::spawn(self.replication.clone().supervise(shutdown.clone())));
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
         shutdown.cancel();
-        if workers.await.is_err() {
-            tracing::error!("the replication supervisor ended abnormally");
+        if let Some(workers) = workers {
+            if workers.await.is_err() {
+                tracing::error!("the replication supervisor ended abnormally");
+            }
         }
         self.store.close().await;
         result.map_err(NodeError::from)

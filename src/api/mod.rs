@@ -39,7 +39,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(records: Records, replication: Replication, shutdown: CancellationToken) -> AppState {
+    pub fn new(
+        records: Records,
+        replication: Replication,
+        shutdown: CancellationToken,
+    ) -> AppState {
         let openapi = Arc::new(openapi::document(records.schema()));
         AppState {
             records,

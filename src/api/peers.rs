@@ -51,9 +51,15 @@ pub struct StatusResponse {
 }
 
 /// Deserializes a JSON object body into `T`, with problems on failure.
-fn typed<T: DeserializeOwned>(object: serde_json::Map<String, serde_json::Value>) -> Result<T, ApiError> {
+fn typed<T: DeserializeOwned>(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
     serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", e.to_string())
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            e.to_string(),
+        )
     })
 }
 
@@ -98,7 +104,10 @@ pub async fn run(
     } else {
         typed(json_object(&headers, body)?)?
     };
-    if request.max_steps.is_some_and(|s| !(1..=100_000).contains(&s)) {
+    if request
+        .max_steps
+        .is_some_and(|s| !(1..=100_000).contains(&s))
+    {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation",
@@ -107,7 +116,10 @@ pub async fn run(
     }
     let results = state
         .replication
-        .run_round(request.peer.as_deref(), request.max_steps.map(|s| s as usize))
+        .run_round(
+            request.peer.as_deref(),
+            request.max_steps.map(|s| s as usize),
+        )
         .await?;
     Ok(Json(RunResponse { results }))
 }

@@ -217,7 +217,11 @@ pub async fn snapshots(
         match name.as_str() {
             "after" => {
                 query.after = Some(value.parse::<DocId>().map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, "bad-query", format!("`after`: {e}"))
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad-query",
+                        format!("`after`: {e}"),
+                    )
                 })?)
             }
             "limit" => query.limit = parse_number(&name, &value, MAX_LIMIT)?.max(1),

@@ -78,7 +78,7 @@ impl Author {
     fn meta(&self) -> ChangeMeta {
         ChangeMeta {
             author: self.0.clone(),
-            time_ms: chrono::Utc::now().timestamp_millis(),
+            time_ms: crate::clock::now_ms(),
         }
     }
 }

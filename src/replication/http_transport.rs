@@ -25,7 +25,9 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(30);
 pub fn parse_peer_url(raw: &str) -> Result<String, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{raw}`: the URL must start with http:// or https://"));
+        return Err(format!(
+            "`{raw}`: the URL must start with http:// or https://"
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{raw}`: the URL has no host"));

@@ -145,13 +145,19 @@ impl Replication {
         Ok(self.inner.store.read(|conn| peers::list(conn)).await?)
     }
 
-    pub async fn add_peer(&self, name: &str, url: &str, token: &str) -> Result<Peer, ReplicationError> {
+    pub async fn add_peer(
+        &self,
+        name: &str,
+        url: &str,
+        token: &str,
+    ) -> Result<Peer, ReplicationError> {
         check_peer_name(name)?;
         let url = parse_peer_url(url).map_err(ReplicationError::Invalid)?;
         let token = token.trim().to_owned();
         if token.is_empty() || token.len() > 256 || token.chars().any(|c| c.is_control()) {
             return Err(ReplicationError::Invalid(
-                "the token must be the secret printed by `crm-node token create` on the peer".into(),
+                "the token must be the secret printed by `crm-node token create` on the peer"
+                    .into(),
             ));
         }
         let name = name.to_owned();
@@ -255,7 +261,9 @@ impl Replication {
         let stored = self
             .inner
             .store
-            .write(move |txn| peers::record_outcome(txn.conn(), &name, now_ms(), message.as_deref()))
+            .write(move |txn| {
+                peers::record_outcome(txn.conn(), &name, now_ms(), message.as_deref())
+            })
             .await;
         if let Err(e) = stored {
             tracing::warn!(peer, error = %e, "could not store the sync outcome");

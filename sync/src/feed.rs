@@ -30,9 +30,11 @@ pub struct FeedQuery {
 
 /// The last seq of the feed (0 when empty).
 pub fn latest_seq(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 fn doc_id(raw: &str) -> Result<DocId, StoreError> {

@@ -114,7 +114,9 @@ impl Sender {
 pub enum FrameError {
     #[error("not a replication frame (bad magic bytes)")]
     BadMagic,
-    #[error("protocol version {found} is not supported: this node speaks version {PROTOCOL_VERSION}")]
+    #[error(
+        "protocol version {found} is not supported: this node speaks version {PROTOCOL_VERSION}"
+    )]
     Version { found: u8 },
     #[error("unknown frame type {0}")]
     BadType(u8),
@@ -266,7 +268,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        let end = self.at.checked_add(n).ok_or(FrameError::Truncated(self.at))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(FrameError::Truncated(self.at))?;
         let slice = self
             .bytes
             .get(self.at..end)
@@ -345,7 +350,10 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
-            assert!(Frame::decode(&bytes[..len]).is_err(), "prefix of {len} bytes");
+            assert!(
+                Frame::decode(&bytes[..len]).is_err(),
+                "prefix of {len} bytes"
+            );
         }
     }
 
@@ -357,10 +365,7 @@ mod tests {
 
         let mut bytes = sample().encode();
         bytes[4] = 9;
-        assert_eq!(
-            Frame::decode(&bytes),
-            Err(FrameError::Version { found: 9 })
-        );
+        assert_eq!(Frame::decode(&bytes), Err(FrameError::Version { found: 9 }));
 
         let mut bytes = sample().encode();
         bytes[0] = b'X';
@@ -375,7 +380,8 @@ mod tests {
 
         let kinds_len = "clients,contacts".len();
         let mut bytes = sample().encode();
-        bytes[HEADER_LEN - 4 + kinds_len..HEADER_LEN + kinds_len].copy_from_slice(&u32::MAX.to_be_bytes());
+        bytes[HEADER_LEN - 4 + kinds_len..HEADER_LEN + kinds_len]
+            .copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
             Frame::decode(&bytes),
             Err(FrameError::TooManyEntries(_))

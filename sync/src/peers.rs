@@ -110,7 +110,13 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Peer> {
     })
 }
 
-pub fn add(conn: &Connection, name: &str, url: &str, token: &str, now_ms: i64) -> Result<(), PeerError> {
+pub fn add(
+    conn: &Connection,
+    name: &str,
+    url: &str,
+    token: &str,
+    now_ms: i64,
+) -> Result<(), PeerError> {
     let inserted = conn.execute(
         "INSERT INTO peers (name, url, token, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO NOTHING",

@@ -94,12 +94,11 @@ impl WriteTxn<'_> {
                     kind: entry.kind,
                 });
             }
-            let change = Change::from_bytes(entry.payload).map_err(|e| {
-                ReceiveError::Undecodable {
+            let change =
+                Change::from_bytes(entry.payload).map_err(|e| ReceiveError::Undecodable {
                     index,
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             let i = *slot.entry(entry.doc).or_insert_with(|| {
                 by_doc.push((entry.doc, entry.kind.clone(), Vec::new()));
                 by_doc.len() - 1
@@ -157,7 +156,12 @@ impl WriteTxn<'_> {
         for (entry, doc) in loaded {
             if self.doc(&entry.doc)?.is_some() {
                 let changes = doc.get_changes(&[]);
-                report.add(self.receive_doc_changes(entry.doc, &entry.kind, changes, Some(origin))?);
+                report.add(self.receive_doc_changes(
+                    entry.doc,
+                    &entry.kind,
+                    changes,
+                    Some(origin),
+                )?);
             } else {
                 report.add(self.store_new_snapshot(entry, doc, origin)?);
             }
@@ -165,7 +169,12 @@ impl WriteTxn<'_> {
         Ok(report)
     }
 
-    fn check_stored_kind(&mut self, index: usize, id: &DocId, kind: &str) -> Result<(), ReceiveError> {
+    fn check_stored_kind(
+        &mut self,
+        index: usize,
+        id: &DocId,
+        kind: &str,
+    ) -> Result<(), ReceiveError> {
         let stored: Option<String> = self
             .conn
             .prepare_cached("SELECT kind FROM docs WHERE id = ?1")
@@ -279,11 +288,13 @@ impl WriteTxn<'_> {
         {
             let doc: &mut Automerge = match fresh_doc.as_mut() {
                 Some(doc) => doc,
-                None => &mut self
-                    .cache
-                    .get_mut(&id)
-                    .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?
-                    .doc,
+                None => {
+                    &mut self
+                        .cache
+                        .get_mut(&id)
+                        .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))?
+                        .doc
+                }
             };
             // Received changes come in feed (causal) order, so one pass
             // usually applies them all; another pass runs only while the
@@ -302,11 +313,12 @@ impl WriteTxn<'_> {
                             message: "a second first change for an existing document".into(),
                         });
                     }
-                    doc.apply_changes([item.change.clone()])
-                        .map_err(|e| ReceiveError::Rejected {
+                    doc.apply_changes([item.change.clone()]).map_err(|e| {
+                        ReceiveError::Rejected {
                             doc: id,
                             message: e.to_string(),
-                        })?;
+                        }
+                    })?;
                     applied.push(item);
                     progress = true;
                 }
@@ -376,12 +388,7 @@ impl WriteTxn<'_> {
             stored_doc::append_to_feed(self.conn, &id, kind, &item.change, item.origin)?;
         }
         self.fed = true;
-        let doc_ref = crate::DocRef {
-            id,
-            rid,
-            kind,
-            doc,
-        };
+        let doc_ref = crate::DocRef { id, rid, kind, doc };
         project(self.projector, self.conn, &doc_ref)?;
         Ok(report)
     }

@@ -54,8 +54,10 @@ pub trait Transport: Send + Sync {
         &self,
         query: &SnapshotQuery,
     ) -> impl Future<Output = Result<(Frame, u64), TransportError>> + Send;
-    fn push(&self, frame: &Frame)
-        -> impl Future<Output = Result<(PushReply, u64), TransportError>> + Send;
+    fn push(
+        &self,
+        frame: &Frame,
+    ) -> impl Future<Output = Result<(PushReply, u64), TransportError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -60,8 +60,8 @@ pub fn create(conn: &Connection, name: &str, now_ms: i64) -> Result<String, Toke
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT name, created_at, revoked_at FROM access_tokens ORDER BY name")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name, created_at, revoked_at FROM access_tokens ORDER BY name")?;
     let tokens = stmt
         .query_map([], |r| {
             Ok(TokenInfo {

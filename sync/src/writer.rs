@@ -377,85 +377,85 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
-    let conn = self.conn;
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        for job in group {
-            job.fail(group_error(&e));
-        }
-        return;
-    }
-    let mut deliveries = Vec::with_capacity(group.len());
-    let mut touched = Vec::new();
-    let mut fed = false;
-    let mut broken: Option<rusqlite::Error> = None;
-    for job in group {
-        if let Some(e) = &broken {
-            job.fail(group_error(e));
-            continue;
-        }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            job.fail(StoreError::from(rusqlite_clone(&e)));
-            broken = Some(e);
-            continue;
-        }
-        let mut txn = WriteTxn {
-            conn,
-            cache: &mut *self.cache,
-            identity: self.identity,
-            projector: self.projector,
-            touched: Vec::new(),
-            fed: false,
-        };
-        let (ok, delivery) = job.run(&mut txn);
-        fed |= ok && txn.fed;
-        let job_touched = txn.touched;
-        let end = if ok {
-            conn.execute_batch("RELEASE job")
-        } else {
-            for id in &job_touched {
-                self.cache.evict(id);
+    fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
+        let conn = self.conn;
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in group {
+                job.fail(group_error(&e));
             }
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        touched.extend(job_touched);
-        deliveries.push(delivery);
-        if let Err(e) = end {
-            broken = Some(e);
+            return;
         }
-    }
-    let outcome = match broken {
-        Some(e) => Err(e),
-        None => conn.execute_batch("COMMIT"),
-    };
-    match outcome {
-        Ok(()) => {
-            if fed {
-                match crate::feed::latest_seq(conn) {
-                    Ok(seq) => {
-                        self.latest.send_replace(seq);
+        let mut deliveries = Vec::with_capacity(group.len());
+        let mut touched = Vec::new();
+        let mut fed = false;
+        let mut broken: Option<rusqlite::Error> = None;
+        for job in group {
+            if let Some(e) = &broken {
+                job.fail(group_error(e));
+                continue;
+            }
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                job.fail(StoreError::from(rusqlite_clone(&e)));
+                broken = Some(e);
+                continue;
+            }
+            let mut txn = WriteTxn {
+                conn,
+                cache: &mut *self.cache,
+                identity: self.identity,
+                projector: self.projector,
+                touched: Vec::new(),
+                fed: false,
+            };
+            let (ok, delivery) = job.run(&mut txn);
+            fed |= ok && txn.fed;
+            let job_touched = txn.touched;
+            let end = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                for id in &job_touched {
+                    self.cache.evict(id);
+                }
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            touched.extend(job_touched);
+            deliveries.push(delivery);
+            if let Err(e) = end {
+                broken = Some(e);
+            }
+        }
+        let outcome = match broken {
+            Some(e) => Err(e),
+            None => conn.execute_batch("COMMIT"),
+        };
+        match outcome {
+            Ok(()) => {
+                if fed {
+                    match crate::feed::latest_seq(conn) {
+                        Ok(seq) => {
+                            self.latest.send_replace(seq);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading the feed position failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "reading the feed position failed"),
+                }
+                for deliver in deliveries {
+                    deliver(Ok(()));
                 }
             }
-            for deliver in deliveries {
-                deliver(Ok(()));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "group commit failed; rolling back");
-            if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-                tracing::error!(error = %rollback, "rollback failed");
-            }
-            for id in &touched {
-                self.cache.evict(id);
-            }
-            for deliver in deliveries {
-                deliver(Err(group_error(&e)));
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; rolling back");
+                if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                for id in &touched {
+                    self.cache.evict(id);
+                }
+                for deliver in deliveries {
+                    deliver(Err(group_error(&e)));
+                }
             }
         }
     }
-}
 }
 
 /// A failure of the whole group, as each job's caller sees it.

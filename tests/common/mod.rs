@@ -7,6 +7,8 @@
 // Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -37,6 +39,8 @@ pub struct TestNode {
     name: String,
     child: Option<Child>,
     base_url: String,
+    /// The address to listen on: port 0 (any) until [`Self::restart_same_port`].
+    listen: String,
     client: reqwest::Client,
 }
 
@@ -138,24 +142,73 @@ impl TestNode {
         TestNode::start_in(data).await
     }
 
+    /// Starts a node on a fresh data directory whose `crm-node.toml` holds
+    /// `config` (e.g. `auto_sync = false`).
+    pub async fn start_with_config(name: &str, config: &str) -> TestNode {
+        let data = TempDir::new().expect("create a temporary data directory");
+        std::fs::write(data.path().join("crm-node.toml"), config).expect("write crm-node.toml");
+        let mut node = TestNode::new(data, name);
+        node.spawn().await;
+        node
+    }
+
     /// Starts a node on `data`, which the node then owns and keeps alive.
     pub async fn start_in(data: TempDir) -> TestNode {
+        let mut node = TestNode::new(data, "test-node");
+        node.spawn().await;
+        node
+    }
+
+    fn new(data: TempDir, name: &str) -> TestNode {
         let logs = TempDir::new().expect("create a temporary log directory");
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("build an HTTP client");
-        let mut node = TestNode {
+        TestNode {
             data,
             logs,
-            name: "test-node".to_owned(),
+            name: name.to_owned(),
             child: None,
             base_url: String::new(),
+            listen: "127.0.0.1:0".to_owned(),
             client,
-        };
-        node.spawn().await;
-        node
+        }
+    }
+
+    /// Starts the process again on the same data directory and the same
+    /// port, so that peers configured with its URL reach it again.
+    pub async fn restart_same_port(&mut self) {
+        self.listen = self
+            .base_url
+            .strip_prefix("http://")
+            .expect("the node has run before")
+            .to_owned();
+        self.restart().await;
+    }
+
+    /// Runs `crm-node ARGS --data DIR` (a tool subcommand on this node's
+    /// data folder) and returns its exit status, stdout and stderr.
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_crm-node"))
+            .args(args)
+            .arg("--data")
+            .arg(self.data.path())
+            .env_remove("CRM_DATA")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .expect("the crm-node tool finished within 2 minutes")
+            .expect("run the crm-node tool");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// Starts the process again on the same data directory (on a new port).
@@ -211,7 +264,7 @@ impl TestNode {
             .arg("serve")
             .arg("--data")
             .arg(self.data.path())
-            .args(["--listen", "127.0.0.1:0", "--name", &self.name])
+            .args(["--listen", &self.listen, "--name", &self.name])
             .env_remove("CRM_LISTEN")
             .env_remove("CRM_NAME")
             .env_remove("CRM_DATA")
