@@ -6,12 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use crm_sync::replicate::StepReport;
 
 use crate::cli::{BackupArgs, PeerCommand, RestoreArgs, SyncArgs, TokenCommand};
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
-use crate::replication::RoundResult;
+use crate::replication::{RoundResult, StepView};
 use crate::running::serving_url;
 
 async fn open(data: &Path) -> anyhow::Result<Node> {
@@ -106,7 +105,7 @@ pub async fn peer(command: PeerCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(step: &StepReport) -> String {
+fn describe(step: &StepView) -> String {
     format!(
         "{} changes ({} new) in {} requests, {} bytes",
         step.changes, step.applied, step.requests, step.bytes
@@ -159,33 +158,8 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<RoundResult>> {
     #[derive(serde::Deserialize)]
     struct Answer {
-        results: Vec<RoundResultWire>,
+        results: Vec<RoundResult>,
     }
-    #[derive(serde::Deserialize)]
-    struct RoundResultWire {
-        peer: String,
-        pulled: Option<StepWire>,
-        pushed: Option<StepWire>,
-        error: Option<String>,
-        ok: bool,
-    }
-    #[derive(serde::Deserialize)]
-    struct StepWire {
-        requests: u64,
-        bytes: u64,
-        changes: u64,
-        applied: u64,
-        held: u64,
-        caught_up: bool,
-    }
-    let step = |s: StepWire| StepReport {
-        requests: s.requests,
-        bytes: s.bytes,
-        changes: s.changes,
-        applied: s.applied,
-        held: s.held,
-        caught_up: s.caught_up,
-    };
     let response = reqwest::Client::new()
         .post(format!("{url}/api/v1/sync/run"))
         .json(&serde_json::json!({ "peer": peer }))
@@ -199,17 +173,7 @@ async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<Round
         bail!("the running node refused the sync ({status}): {body}");
     }
     let answer: Answer = response.json().await.context("reading the sync result")?;
-    Ok(answer
-        .results
-        .into_iter()
-        .map(|r| RoundResult {
-            peer: r.peer,
-            ok: r.ok,
-            pulled: r.pulled.map(step),
-            pushed: r.pushed.map(step),
-            error: r.error,
-        })
-        .collect())
+    Ok(answer.results)
 }
 
 pub fn backup(args: BackupArgs) -> anyhow::Result<()> {

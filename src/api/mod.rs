@@ -5,11 +5,11 @@
 mod body;
 mod health;
 pub mod openapi;
-mod peers;
+pub mod peers;
 mod problem;
 mod records;
 mod search;
-mod sync_protocol;
+pub mod sync_protocol;
 
 use std::sync::Arc;
 

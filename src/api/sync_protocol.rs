@@ -106,9 +106,9 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<SyncInfo>, ApiEr
     }))
 }
 
-fn parse_number<T: std::str::FromStr>(name: &str, value: &str, max: T) -> Result<T, ApiError>
+fn parse_number<T>(name: &str, value: &str, max: T) -> Result<T, ApiError>
 where
-    T: PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     value
         .parse::<T>()

@@ -4,7 +4,7 @@
 //! `http_transport`.
 
 pub mod http_transport;
-mod status;
+pub mod status;
 mod worker;
 
 use std::collections::HashMap;
@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use crm_sync::feed::KindSet;
 use crm_sync::peers::{self, Peer, PeerError};
-use crm_sync::replicate::{Replicator, RoundReport, SyncError};
+use crm_sync::replicate::{Replicator, RoundReport, StepReport, SyncError};
 use crm_sync::tokens::{self, TokenError, TokenInfo};
 use crm_sync::{Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use http_transport::{parse_peer_url, HttpTransport};
@@ -62,15 +62,45 @@ impl From<&Peer> for PeerView {
     }
 }
 
+/// What one direction of a round moved.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepView {
+    /// Requests sent to the peer.
+    pub requests: u64,
+    /// Body bytes sent and received.
+    pub bytes: u64,
+    /// Changes moved (on a first sync: the changes of the copied records).
+    pub changes: u64,
+    /// Of those, changes the receiving side did not have.
+    pub applied: u64,
+    /// Changes held by the receiver until their dependencies arrive.
+    pub held: u64,
+    /// Nothing is left to move in this direction.
+    pub caught_up: bool,
+}
+
+impl From<StepReport> for StepView {
+    fn from(s: StepReport) -> Self {
+        StepView {
+            requests: s.requests,
+            bytes: s.bytes,
+            changes: s.changes,
+            applied: s.applied,
+            held: s.held,
+            caught_up: s.caught_up,
+        }
+    }
+}
+
 /// What an on-demand round did with one peer.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundResult {
     pub peer: String,
     pub ok: bool,
-    #[schema(value_type = Object)]
-    pub pulled: Option<crm_sync::replicate::StepReport>,
-    #[schema(value_type = Object)]
-    pub pushed: Option<crm_sync::replicate::StepReport>,
+    /// From the peer to this node; absent when the round failed.
+    pub pulled: Option<StepView>,
+    /// From this node to the peer; absent when the round failed.
+    pub pushed: Option<StepView>,
     pub error: Option<String>,
 }
 
@@ -142,7 +172,7 @@ impl Replication {
     }
 
     pub async fn peers(&self) -> Result<Vec<Peer>, ReplicationError> {
-        Ok(self.inner.store.read(|conn| peers::list(conn)).await?)
+        Ok(self.inner.store.read(peers::list).await?)
     }
 
     pub async fn add_peer(
@@ -192,7 +222,7 @@ impl Replication {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ReplicationError> {
-        Ok(self.inner.store.read(|conn| tokens::list(conn)).await?)
+        Ok(self.inner.store.read(tokens::list).await?)
     }
 
     pub async fn revoke_token(&self, name: &str) -> Result<(), ReplicationError> {
@@ -237,8 +267,8 @@ impl Replication {
                 Ok(RoundReport { pulled, pushed }) => RoundResult {
                     peer: peer.name.clone(),
                     ok: true,
-                    pulled: Some(pulled),
-                    pushed: Some(pushed),
+                    pulled: Some(pulled.into()),
+                    pushed: Some(pushed.into()),
                     error: None,
                 },
                 Err(e) => RoundResult {

@@ -16,6 +16,8 @@ use utoipa::openapi::{
     PathsBuilder, Ref, RefOr, Required, ResponseBuilder,
 };
 
+mod replication;
+
 use super::health::Health;
 use super::problem::{Problem, PROBLEM_JSON};
 use crate::records::history::{FieldChange, HistoryEntry};
@@ -33,6 +35,7 @@ pub fn document(schema: &Schema) -> String {
         .schema_from::<FieldChange>()
         .schema_from::<Health>()
         .schema("ConflictValue", conflict_value());
+    components = replication::components(components);
     let mut paths = PathsBuilder::new()
         .path("/healthz", PathItem::new(HttpMethod::Get, health_op()))
         .path(
@@ -79,6 +82,7 @@ pub fn document(schema: &Schema) -> String {
                 PathItem::new(HttpMethod::Get, history_op(kind)),
             );
     }
+    paths = replication::paths(paths);
     let api = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
