@@ -106,21 +106,23 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<SyncInfo>, ApiEr
     }))
 }
 
-fn parse_number<T>(name: &str, value: &str, max: T) -> Result<T, ApiError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
+fn parse_number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ApiError> {
     value
-        .parse::<T>()
+        .parse::<u64>()
         .ok()
-        .filter(|v| *v <= max)
+        .filter(|v| (min..=max).contains(v))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad-query",
-                format!("`{name}` must be a whole number from 0 to {max}"),
+                format!("`{name}` must be a whole number from {min} to {max}"),
             )
         })
+}
+
+/// `limit`: rows per page.
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    Ok(parse_number("limit", value, 1, MAX_LIMIT as u64)? as usize)
 }
 
 fn parse_kinds(value: &str) -> Result<KindSet, ApiError> {
@@ -170,9 +172,9 @@ pub async fn feed(
     let mut wait = 0;
     for (name, value) in query_pairs(raw)? {
         match name.as_str() {
-            "since" => query.since = parse_number(&name, &value, i64::MAX)?,
-            "limit" => query.limit = parse_number(&name, &value, MAX_LIMIT)?.max(1),
-            "wait" => wait = parse_number(&name, &value, MAX_WAIT_SECS)?,
+            "since" => query.since = parse_number(&name, &value, 0, i64::MAX as u64)? as i64,
+            "limit" => query.limit = parse_limit(&value)?,
+            "wait" => wait = parse_number(&name, &value, 0, MAX_WAIT_SECS)?,
             "requester" => {
                 query.requester = Some(Sender::from_hex(&value).ok_or_else(|| {
                     ApiError::new(
@@ -224,7 +226,7 @@ pub async fn snapshots(
                     )
                 })?)
             }
-            "limit" => query.limit = parse_number(&name, &value, MAX_LIMIT)?.max(1),
+            "limit" => query.limit = parse_limit(&value)?,
             "kinds" => query.kinds = Some(parse_kinds(&value)?),
             other => return Err(unknown_parameter(other)),
         }

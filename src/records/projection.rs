@@ -138,7 +138,13 @@ pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError
                 });
             }
         }
-        if stored.as_ref().is_some_and(|(_, old_ddl)| *old_ddl == ddl) {
+        // The served JSON holds every field and the search index every
+        // searchable one: a change of either rebuilds, not only a change of
+        // the table's columns.
+        if stored
+            .as_ref()
+            .is_some_and(|(old_fields, old_ddl)| *old_ddl == ddl && *old_fields == fields)
+        {
             continue;
         }
         rebuild(txn, kind, &ddl, stored.is_some())?;

@@ -23,6 +23,9 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(30);
 /// Checks a peer URL as typed by a user: http or https, a host, no query.
 /// Returns it without a trailing slash.
 pub fn parse_peer_url(raw: &str) -> Result<String, String> {
+    if raw.len() > 2048 {
+        return Err("the URL is longer than 2048 characters".into());
+    }
     let url = Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(

@@ -183,8 +183,8 @@ impl Replication {
     ) -> Result<Peer, ReplicationError> {
         check_peer_name(name)?;
         let url = parse_peer_url(url).map_err(ReplicationError::Invalid)?;
-        let token = token.trim().to_owned();
-        if token.is_empty() || token.len() > 256 || token.chars().any(|c| c.is_control()) {
+        let token = token.to_owned();
+        if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ReplicationError::Invalid(
                 "the token must be the secret printed by `crm-node token create` on the peer"
                     .into(),

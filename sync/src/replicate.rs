@@ -5,6 +5,7 @@
 //! HTTP in the node and in-process in simulations.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -125,6 +126,9 @@ pub struct Replicator<T> {
     peer: String,
     transport: T,
     kinds: KindSet,
+    /// Changes per pushed batch: halved each time the peer answers 413
+    /// (its batch limit is smaller than our page).
+    push_batch: AtomicUsize,
 }
 
 impl<T: Transport> Replicator<T> {
@@ -136,6 +140,7 @@ impl<T: Transport> Replicator<T> {
             peer,
             transport,
             kinds,
+            push_batch: AtomicUsize::new(PAGE),
         }
     }
 
@@ -281,9 +286,10 @@ impl<T: Transport> Replicator<T> {
         };
         let me = self.me();
         let kinds = self.kinds.clone();
+        let batch = self.push_batch.load(Ordering::Relaxed);
         let query = FeedQuery {
             since: peer.push_acked,
-            limit: PAGE,
+            limit: batch,
             requester: Some(remote),
             kinds: Some(peer.their_kinds()),
         };
@@ -305,7 +311,18 @@ impl<T: Transport> Replicator<T> {
                 ..StepReport::default()
             });
         }
-        let (reply, bytes) = self.transport.push(&frame).await?;
+        let (reply, bytes) = match self.transport.push(&frame).await {
+            Err(TransportError::Refused { status: 413, .. }) if batch > 1 => {
+                let smaller = (batch / 2).max(1);
+                tracing::warn!(peer = %self.peer, batch = smaller, "the peer refused a batch as too large; sending smaller ones");
+                self.push_batch.store(smaller, Ordering::Relaxed);
+                return Ok(StepReport {
+                    requests: 1,
+                    ..StepReport::default()
+                });
+            }
+            answer => answer?,
+        };
         if reply.receiver != remote {
             // Restored from a backup (or replaced) since we last pulled: the
             // next pull notices and restarts both directions.
