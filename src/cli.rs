@@ -29,6 +29,11 @@ pub enum Command {
     /// Run one sync round now and print what moved (through the running
     /// node if there is one, else directly on the data folder).
     Sync(SyncArgs),
+    /// Import records from a CSV file: every row is checked first, then all
+    /// are written in one transaction (or none).
+    Import(ImportArgs),
+    /// Export the live records of a kind to a CSV file.
+    Export(ExportArgs),
     /// Take a consistent copy of the database while the node runs.
     Backup(BackupArgs),
     /// Replace the node's database with a backup and give the node a new
@@ -125,6 +130,33 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// A file made by `crm-node backup`.
     pub src: PathBuf,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The kind (collection) to import into, e.g. `clients`.
+    pub kind: String,
+    /// A UTF-8 CSV file whose first row names the columns.
+    pub file: PathBuf,
+    /// Map a column to a field: `--map "Название:name"`; `--map "Column:-"`
+    /// skips a column. Columns named like fields map by themselves.
+    #[arg(long)]
+    pub map: Vec<String>,
+    /// Check every row and report, but write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The kind (collection) to export, e.g. `clients`.
+    pub kind: String,
+    /// The CSV file to write.
+    pub file: PathBuf,
     #[command(flatten)]
     pub data: DataArg,
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{BackupArgs, PeerCommand, RestoreArgs, SyncArgs, TokenCommand};
+use crate::cli::{
+    BackupArgs, ExportArgs, ImportArgs, PeerCommand, RestoreArgs, SyncArgs, TokenCommand,
+};
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
 use crate::replication::{RoundResult, StepView};
@@ -174,6 +176,153 @@ async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<Round
     }
     let answer: Answer = response.json().await.context("reading the sync result")?;
     Ok(answer.results)
+}
+
+/// The CLI writes as the node's local user until users exist.
+fn cli_author() -> crate::records::Author {
+    crate::records::Author("local".to_owned())
+}
+
+pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let csv =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let started = std::time::Instant::now();
+    let outcome = match serving_url(&args.data.data)? {
+        Some(url) => import_through(&url, &args, csv).await?,
+        None => {
+            let node = open(&args.data.data).await?;
+            let map = crate::records::csv_io::ColumnMap::parse(&args.map)?;
+            let result = node
+                .records()
+                .import_csv(&args.kind, csv.into(), map, args.dry_run, &cli_author())
+                .await;
+            node.close().await;
+            match result {
+                Ok(n) => Ok(n),
+                Err(crate::records::RecordError::ImportRejected { rejected, count }) => {
+                    Err((serde_json::to_value(rejected)?, count))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    match outcome {
+        Ok(rows) => {
+            let secs = started.elapsed().as_secs_f64();
+            let verb = if args.dry_run {
+                "checked (dry run)"
+            } else {
+                "imported"
+            };
+            println!(
+                "{verb} {rows} {} in {secs:.1} s ({:.0} rows/s)",
+                args.kind,
+                rows as f64 / secs.max(1e-9)
+            );
+            Ok(())
+        }
+        Err((rejected, count)) => {
+            for row in rejected.as_array().into_iter().flatten() {
+                let errors = row["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["field"].as_str().unwrap_or("?"),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                println!("line {}: {errors}", row["row"]);
+            }
+            bail!("{count} rows do not pass; nothing was imported")
+        }
+    }
+}
+
+/// Imports through the running node; `Err` carries the rejected rows.
+async fn import_through(
+    url: &str,
+    args: &ImportArgs,
+    csv: Vec<u8>,
+) -> anyhow::Result<Result<u64, (serde_json::Value, u64)>> {
+    let mut query: Vec<(&str, String)> = args.map.iter().map(|m| ("map", m.clone())).collect();
+    query.push(("dry_run", args.dry_run.to_string()));
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api/v1/import/{}", args.kind))
+        .query(&query)
+        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+        .body(csv)
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .with_context(|| format!("sending the file to the running node at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("reading the answer")?;
+    if status.is_success() {
+        return Ok(Ok(body["imported"].as_u64().unwrap_or(0)));
+    }
+    if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY && body.get("rejected").is_some() {
+        let count = body["rejected_count"].as_u64().unwrap_or(0);
+        return Ok(Err((body["rejected"].clone(), count)));
+    }
+    bail!(
+        "the node refused the import ({status}): {}",
+        body["detail"].as_str().unwrap_or_default()
+    )
+}
+
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(&args.file)
+        .with_context(|| format!("creating {}", args.file.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    match serving_url(&args.data.data)? {
+        Some(url) => {
+            let mut response = reqwest::Client::new()
+                .get(format!("{url}/api/v1/export/{}", args.kind))
+                .send()
+                .await
+                .with_context(|| format!("asking the running node at {url}"))?;
+            if !response.status().is_success() {
+                bail!("the node refused the export ({})", response.status());
+            }
+            while let Some(chunk) = response.chunk().await.context("reading the export")? {
+                out.write_all(&chunk)?;
+            }
+        }
+        None => {
+            let node = open(&args.data.data).await?;
+            let written = export_direct(&node, &args.kind, &mut out).await;
+            node.close().await;
+            written?;
+        }
+    }
+    out.flush()?;
+    println!("exported {} to {}", args.kind, args.file.display());
+    Ok(())
+}
+
+async fn export_direct(
+    node: &Node,
+    kind: &str,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    use crate::records::csv_io::export_rows;
+    let def = node.records().kind_def(kind)?;
+    out.write_all(&export_rows(&def, &[], true)?)?;
+    let mut after = 0;
+    loop {
+        let (page, last) = node.records().export_page(kind, after, 5000).await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        out.write_all(&export_rows(&def, &page, false)?)?;
+        after = last;
+    }
 }
 
 pub fn backup(args: BackupArgs) -> anyhow::Result<()> {

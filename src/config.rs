@@ -30,6 +30,8 @@ pub struct Config {
     pub log: String,
     /// Largest replication batch a peer may push, in bytes.
     pub max_batch_bytes: usize,
+    /// Largest CSV file `POST /api/v1/import` accepts, in bytes.
+    pub max_import_bytes: usize,
     /// A folder of kind definitions (`*.toml`, the format of
     /// `schema/kinds/`) that extend or replace the built-in kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +55,7 @@ impl Default for Config {
             read_connections: 8,
             log: "info".into(),
             max_batch_bytes: 32 * 1024 * 1024,
+            max_import_bytes: 256 * 1024 * 1024,
             kinds_dir: None,
             clock_offset_secs: 0,
             auto_sync: true,
@@ -89,6 +92,7 @@ impl Config {
                 "read_connections",
                 "log",
                 "max_batch_bytes",
+                "max_import_bytes",
                 "kinds_dir",
                 "clock_offset_secs",
                 "auto_sync",

@@ -43,6 +43,8 @@ fn main() -> anyhow::Result<()> {
         Command::Token(c) => tool_runtime()?.block_on(commands::token(c)),
         Command::Peer(c) => tool_runtime()?.block_on(commands::peer(c)),
         Command::Sync(args) => tool_runtime()?.block_on(commands::sync(args)),
+        Command::Import(args) => tool_runtime()?.block_on(commands::import(args)),
+        Command::Export(args) => tool_runtime()?.block_on(commands::export(args)),
         Command::Backup(args) => {
             quiet_logging();
             commands::backup(args)

@@ -97,6 +97,10 @@ impl Node {
         })
     }
 
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
     pub fn replication(&self) -> &Replication {
         &self.replication
     }
@@ -119,8 +123,11 @@ impl Node {
                 self.replication.clone(),
                 shutdown.clone(),
             ),
-            self.config.max_body_bytes,
-            self.config.max_batch_bytes,
+            api::BodyLimits {
+                api: self.config.max_body_bytes,
+                sync_batch: self.config.max_batch_bytes,
+                import: self.config.max_import_bytes,
+            },
         );
         let workers = self
             .config

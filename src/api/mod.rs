@@ -10,6 +10,7 @@ mod problem;
 mod records;
 mod search;
 pub mod sync_protocol;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -58,14 +59,22 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) -> Router {
+/// Largest bodies accepted, by kind of request.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub api: usize,
+    pub sync_batch: usize,
+    pub import: usize,
+}
+
+pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let sync = Router::new()
         .route("/info", get(sync_protocol::info))
         .route("/feed", get(sync_protocol::feed))
         .route("/snapshots", get(sync_protocol::snapshots))
         .route(
             "/changes",
-            post(sync_protocol::changes).layer(DefaultBodyLimit::max(max_batch_bytes)),
+            post(sync_protocol::changes).layer(DefaultBodyLimit::max(limits.sync_batch)),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -77,6 +86,11 @@ pub fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) ->
         .route("/peers/{name}", delete(peers::remove))
         .route("/sync/run", post(peers::run))
         .route("/sync/status", get(peers::status))
+        .route(
+            "/import/{collection}",
+            post(transfer::import).layer(DefaultBodyLimit::max(limits.import)),
+        )
+        .route("/export/{collection}", get(transfer::export))
         .route("/search", get(search::search))
         .route("/{collection}", get(records::list).post(records::create))
         .route(
@@ -93,7 +107,7 @@ pub fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) ->
         .nest("/sync/v1", sync)
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.api))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

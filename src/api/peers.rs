@@ -22,7 +22,11 @@ pub struct NewPeer {
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub name: String,
     /// The peer's base URL, http:// or https://.
-    #[schema(min_length = 8, max_length = 2048, pattern = "^https?://[^\\s/?#@]+[^\\s?#@]*$")]
+    #[schema(
+        min_length = 8,
+        max_length = 2048,
+        pattern = "^https?://[^\\s/?#@]+[^\\s?#@]*$"
+    )]
     pub url: String,
     /// The secret printed by `crm-node token create` on the peer.
     #[schema(min_length = 1, max_length = 256, pattern = "^[!-~]+$")]

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::records::csv_io::RowError;
 use crate::records::{FieldError, RecordError};
 use crate::replication::ReplicationError;
 
@@ -23,6 +24,12 @@ pub struct Problem {
     /// Each field that failed validation, with what is wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// An import's rejected rows (the first 100), with what is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Vec<RowError>>,
+    /// How many rows of an import were rejected in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_count: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -31,6 +38,7 @@ pub struct ApiError {
     slug: &'static str,
     detail: String,
     errors: Option<Vec<FieldError>>,
+    rejected: Option<(Vec<RowError>, u64)>,
 }
 
 impl ApiError {
@@ -40,6 +48,7 @@ impl ApiError {
             slug,
             detail: detail.into(),
             errors: None,
+            rejected: None,
         }
     }
 
@@ -133,8 +142,16 @@ impl From<RecordError> for ApiError {
                     slug: "validation",
                     detail: summary,
                     errors: Some(errors),
+                    rejected: None,
                 }
             }
+            E::ImportRejected { rejected, count } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                slug: "import-rejected",
+                detail,
+                errors: None,
+                rejected: Some((rejected, count)),
+            },
             E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
             E::Store(e) => ApiError::from_store(e),
             E::Internal(_) => {
@@ -157,6 +174,8 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            rejected_count: self.rejected.as_ref().map(|(_, count)| *count),
+            rejected: self.rejected.map(|(rows, _)| rows),
         };
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let mut response = (self.status, axum::Json(body)).into_response();

@@ -4,6 +4,7 @@
 //! the projection tables. It knows nothing of HTTP.
 
 mod checks;
+pub mod csv_io;
 pub mod document;
 pub mod history;
 mod input;
@@ -43,6 +44,11 @@ pub enum RecordError {
     VersionMismatch,
     #[error("the record does not pass validation")]
     Invalid(Vec<FieldError>),
+    #[error("{count} rows do not pass validation; nothing was imported")]
+    ImportRejected {
+        rejected: Vec<csv_io::RowError>,
+        count: u64,
+    },
     #[error("{0}")]
     BadQuery(String),
     #[error("internal: {0}")]
@@ -301,6 +307,97 @@ impl Records {
         self.store
             .read(move |conn| search::search(conn, &q, kind.as_deref(), limit))
             .await
+    }
+}
+
+impl Records {
+    /// Imports every row of `csv` as a new record of `collection`, or none:
+    /// all rows are checked first, then written in one transaction. With
+    /// `dry_run` only the checks run. Returns the number of rows.
+    pub async fn import_csv(
+        &self,
+        collection: &str,
+        csv: bytes::Bytes,
+        map: csv_io::ColumnMap,
+        dry_run: bool,
+        author: &Author,
+    ) -> Result<u64, RecordError> {
+        let kind = self.kind(collection)?;
+        let checked_kind = kind.clone();
+        let started = std::time::Instant::now();
+        let rows =
+            tokio::task::spawn_blocking(move || csv_io::parse_rows(&checked_kind, &csv, &map))
+                .await
+                .map_err(|e| RecordError::Internal(e.to_string()))??;
+        let count = rows.len() as u64;
+        tracing::info!(kind = %kind.collection, rows = count, ms = started.elapsed().as_millis() as u64, "import: all rows pass");
+        if dry_run {
+            return Ok(count);
+        }
+        let meta = author.meta();
+        let schema = self.schema.clone();
+        self.store
+            .write(move |txn| {
+                for (n, assignments) in rows.iter().enumerate() {
+                    check_references(txn, &schema, &kind, assignments).map_err(|e| match e {
+                        RecordError::Invalid(errors) => RecordError::ImportRejected {
+                            rejected: vec![csv_io::RowError {
+                                row: n as u64 + 2,
+                                errors,
+                            }],
+                            count: 1,
+                        },
+                        other => other,
+                    })?;
+                    txn.create(&kind.collection, &meta, |tx| {
+                        document::create_containers(tx, &kind, meta.time_ms)
+                            .map_err(StoreError::from)?;
+                        write_assignments(tx, &kind, assignments)
+                    })?;
+                    if (n + 1) % 10_000 == 0 {
+                        tracing::info!(kind = %kind.collection, rows = n + 1, of = count, "import: rows written");
+                    }
+                }
+                Ok::<_, RecordError>(())
+            })
+            .await?;
+        tracing::info!(kind = %collection, rows = count, ms = started.elapsed().as_millis() as u64, "import done");
+        Ok(count)
+    }
+
+    /// A page of the live records of `collection` in storage order, as
+    /// served, after the record with local key `after` (0: from the start).
+    /// Returns the records and the key to continue after.
+    pub async fn export_page(
+        &self,
+        collection: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Json>, i64), RecordError> {
+        let kind = self.kind(collection)?;
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT rid, record FROM {} WHERE deleted = 0 AND rid > ?1 ORDER BY rid LIMIT ?2",
+                    projection::table(&kind)
+                ))?;
+                let mut rows = stmt.query(params![after, limit as i64])?;
+                let mut records = Vec::new();
+                let mut last = after;
+                while let Some(row) = rows.next()? {
+                    last = row.get(0)?;
+                    let text: String = row.get(1)?;
+                    records.push(serde_json::from_str(&text).map_err(|e| {
+                        RecordError::Internal(format!("stored record JSON: {e}"))
+                    })?);
+                }
+                Ok((records, last))
+            })
+            .await
+    }
+
+    pub fn kind_def(&self, collection: &str) -> Result<KindDef, RecordError> {
+        self.kind(collection)
     }
 }
 

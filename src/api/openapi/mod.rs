@@ -17,6 +17,7 @@ use utoipa::openapi::{
 };
 
 mod replication;
+mod transfer;
 
 use super::health::Health;
 use super::problem::{Problem, PROBLEM_JSON};
@@ -36,6 +37,7 @@ pub fn document(schema: &Schema) -> String {
         .schema_from::<Health>()
         .schema("ConflictValue", conflict_value());
     components = replication::components(components);
+    components = transfer::components(components);
     let mut paths = PathsBuilder::new()
         .path("/healthz", PathItem::new(HttpMethod::Get, health_op()))
         .path(
@@ -81,6 +83,7 @@ pub fn document(schema: &Schema) -> String {
                 format!("{base}/{{id}}/history"),
                 PathItem::new(HttpMethod::Get, history_op(kind)),
             );
+        paths = transfer::paths(paths, kind);
     }
     paths = replication::paths(paths);
     let api = OpenApiBuilder::new()

@@ -1,0 +1,139 @@
+//! `/api/v1/import/{collection}` and `/api/v1/export/{collection}`: records
+//! in and out as CSV.
+
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::body::query_pairs;
+use super::problem::ApiError;
+use super::AppState;
+use crate::records::csv_io::{self, ColumnMap};
+
+/// Records read per exported chunk.
+const EXPORT_PAGE: usize = 5000;
+pub const CSV_MEDIA_TYPE: &str = "text/csv";
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportResult {
+    pub collection: String,
+    /// Rows imported (or that would be, with dry_run).
+    pub imported: u64,
+    pub dry_run: bool,
+}
+
+pub async fn import(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ImportResult>, ApiError> {
+    state.records.kind_exists(&collection)?;
+    let mut map = Vec::new();
+    let mut dry_run = false;
+    for (name, value) in query_pairs(raw)? {
+        match name.as_str() {
+            "map" => map.push(value),
+            "dry_run" => {
+                dry_run = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ApiError::bad_request("dry_run is true or false")),
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`"
+                )))
+            }
+        }
+    }
+    let map = ColumnMap::parse(&map)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if media != CSV_MEDIA_TYPE && media != "application/csv" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the file as text/csv (UTF-8, comma-separated, first row = column names)",
+        ));
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "the file is larger than this node accepts (max_import_bytes); split it",
+            )
+        } else {
+            ApiError::bad_request(format!("the file could not be read: {rejection}"))
+        }
+    })?;
+    let imported = state
+        .records
+        .import_csv(&collection, body, map, dry_run, &state.author())
+        .await?;
+    Ok(Json(ImportResult {
+        collection,
+        imported,
+        dry_run,
+    }))
+}
+
+pub async fn export(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> Result<Response, ApiError> {
+    let kind = state.records.kind_def(&collection)?;
+    let header = csv_io::export_rows(&kind, &[], true)?;
+    let records = state.records.clone();
+    // The file streams page by page, so a million records never sit in
+    // memory at once.
+    let pages = futures_util::stream::unfold(Some(0i64), move |after| {
+        let records = records.clone();
+        let kind = kind.clone();
+        async move {
+            let after = after?;
+            let chunk = match records
+                .export_page(&kind.collection, after, EXPORT_PAGE)
+                .await
+            {
+                Ok((page, _)) if page.is_empty() => return None,
+                Ok((page, last)) => {
+                    csv_io::export_rows(&kind, &page, false).map(|b| (b, Some(last)))
+                }
+                Err(e) => Err(e),
+            };
+            Some(match chunk {
+                Ok((bytes, next)) => (Ok::<_, std::io::Error>(Bytes::from(bytes)), next),
+                Err(e) => {
+                    tracing::error!(error = %e, "export failed mid-way");
+                    (Err(std::io::Error::other(e.to_string())), None)
+                }
+            })
+        }
+    });
+    let head = futures_util::stream::once(async move { Ok(Bytes::from(header)) });
+    let body = Body::from_stream(futures_util::StreamExt::chain(head, pages));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{collection}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
