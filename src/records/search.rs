@@ -43,7 +43,7 @@ pub fn search(
     let mut stmt = conn.prepare_cached(
         "SELECT kind, doc_id, title FROM search_index
          WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2)
-         ORDER BY bm25(search_index, 10.0, 1.0) LIMIT ?3",
+         ORDER BY bm25(search_index, 10.0, 1.0), doc_id LIMIT ?3",
     )?;
     let hits = stmt
         .query_map(params![expr, kind, limit as i64], |r| {
