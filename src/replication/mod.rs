@@ -115,6 +115,8 @@ struct Inner {
     client: reqwest::Client,
     status: status::StatusBoard,
     workers: Mutex<HashMap<String, (String, String, CancellationToken)>>,
+    /// Wakes the supervisor when this process changed the peer list.
+    peers_changed: tokio::sync::Notify,
 }
 
 pub fn now_ms() -> i64 {
@@ -150,6 +152,7 @@ impl Replication {
                 client,
                 status: status::StatusBoard::default(),
                 workers: Mutex::new(HashMap::new()),
+                peers_changed: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -199,6 +202,7 @@ impl Replication {
                 peers::get(txn.conn(), &name)?.ok_or(PeerError::NotFound(name))
             })
             .await?;
+        self.inner.peers_changed.notify_one();
         Ok(peer)
     }
 
@@ -208,6 +212,7 @@ impl Replication {
             .store
             .write(move |txn| peers::remove(txn.conn(), &name))
             .await?;
+        self.inner.peers_changed.notify_one();
         Ok(())
     }
 
@@ -328,6 +333,7 @@ impl Replication {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = self.inner.peers_changed.notified() => {}
                 _ = tokio::time::sleep(RECONCILE_EVERY) => {}
             }
         }
