@@ -1,0 +1,258 @@
+//! A thin client of one node's HTTP API: JSON requests with status checks,
+//! paging through a list, peers and sync rounds.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use reqwest::{Method, Response, Url};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Default timeout of one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Timeout of one sync round (a first sync of a large data set is long).
+const ROUND_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+/// Bound on the rounds of one sync, in case a round never reports caught up.
+const MAX_ROUNDS: usize = 1_000;
+/// Largest list page the API serves.
+const PAGE_LIMIT: usize = 200;
+
+/// One direction of a sync round, as `POST /api/v1/sync/run` reports it.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Step {
+    pub requests: u64,
+    pub bytes: u64,
+    pub changes: u64,
+    pub applied: u64,
+    pub held: u64,
+    pub caught_up: bool,
+}
+
+impl Step {
+    fn add(&mut self, other: Step) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.changes += other.changes;
+        self.applied += other.applied;
+        self.held += other.held;
+        self.caught_up = other.caught_up;
+    }
+}
+
+/// What a sync moved, both ways.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Round {
+    pub pulled: Step,
+    pub pushed: Step,
+}
+
+#[derive(Deserialize)]
+struct RunAnswer {
+    results: Vec<RoundResult>,
+}
+
+#[derive(Deserialize)]
+struct RoundResult {
+    ok: bool,
+    pulled: Option<Step>,
+    pushed: Option<Step>,
+    error: Option<String>,
+}
+
+/// The API of one node.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+/// Reads a whole response (so that the connection is reused) and fails
+/// unless its status is a success; the message names the status and the
+/// start of the body. Answers the body's length. For load loops.
+pub async fn check(response: Result<Response, reqwest::Error>) -> Result<usize, String> {
+    let response = response.map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!("{status}: {}", excerpt(&text)));
+    }
+    Ok(body.len())
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+impl Api {
+    pub fn new(base: &str) -> anyhow::Result<Api> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(256)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The URL of `path` (starting with `/`) with query parameters.
+    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Url> {
+        let base = format!("{}{path}", self.base);
+        Url::parse_with_params(&base, query).with_context(|| format!("bad URL {base}"))
+    }
+
+    /// Sends a request and returns the answer's JSON; fails on a non-2xx.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = self.url(path, query)?;
+        let mut request = self.client.request(method.clone(), url.clone());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("reading the answer of {method} {url}"))?;
+        if !status.is_success() {
+            bail!("{method} {url}: {status}: {}", excerpt(&text));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{method} {url}: answer is not JSON"))
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
+        self.json(Method::GET, path, query, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.json(Method::POST, path, &[], Some(body)).await
+    }
+
+    /// Creates a record and returns its id.
+    pub async fn create(&self, collection: &str, record: &Value) -> anyhow::Result<String> {
+        let answer = self.post(&format!("/api/v1/{collection}"), record).await?;
+        string_field(&answer, "id")
+    }
+
+    /// Up to `max` ids of `collection`, walking pages in id-stable order.
+    pub async fn ids(&self, collection: &str, max: usize) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        let limit = PAGE_LIMIT.to_string();
+        for _ in 0..=max / PAGE_LIMIT {
+            let mut query = vec![
+                ("limit", limit.as_str()),
+                ("fields", "id"),
+                ("sort", "created_at"),
+            ];
+            if let Some(c) = cursor.as_deref() {
+                query.push(("cursor", c));
+            }
+            let page = self.get(&format!("/api/v1/{collection}"), &query).await?;
+            let items = page["items"]
+                .as_array()
+                .context("a list page without items")?;
+            for item in items {
+                ids.push(string_field(item, "id")?);
+            }
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() || ids.len() >= max {
+                break;
+            }
+        }
+        ids.truncate(max);
+        Ok(ids)
+    }
+
+    /// Adds a peer to replicate with.
+    pub async fn add_peer(&self, name: &str, url: &str, token: &str) -> anyhow::Result<()> {
+        self.post(
+            "/api/v1/peers",
+            &json!({"name": name, "url": url, "token": token}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs sync rounds with `peer` until both directions are caught up;
+    /// returns what moved in total.
+    pub async fn sync(&self, peer: &str) -> anyhow::Result<Round> {
+        let mut total = Round::default();
+        for _ in 0..MAX_ROUNDS {
+            let round = self.round(peer).await?;
+            total.pulled.add(round.pulled);
+            total.pushed.add(round.pushed);
+            if round.pulled.caught_up && round.pushed.caught_up {
+                return Ok(total);
+            }
+        }
+        bail!("sync with {peer} not caught up after {MAX_ROUNDS} rounds")
+    }
+
+    /// One `POST /api/v1/sync/run` with `peer`.
+    pub async fn round(&self, peer: &str) -> anyhow::Result<Round> {
+        let url = self.url("/api/v1/sync/run", &[])?;
+        let response = self
+            .client
+            .post(url)
+            .json(&json!({"peer": peer}))
+            .timeout(ROUND_TIMEOUT)
+            .send()
+            .await
+            .context("POST /api/v1/sync/run")?;
+        let status = response.status();
+        let text = response.text().await.context("reading the sync answer")?;
+        if !status.is_success() {
+            bail!("sync run: {status}: {}", excerpt(&text));
+        }
+        let answer: RunAnswer = serde_json::from_str(&text)
+            .with_context(|| format!("sync run answer: {}", excerpt(&text)))?;
+        let [result] = answer.results.as_slice() else {
+            bail!(
+                "sync run answered {} results for one peer",
+                answer.results.len()
+            );
+        };
+        match (result.ok, result.pulled, result.pushed) {
+            (true, Some(pulled), Some(pushed)) => Ok(Round { pulled, pushed }),
+            _ => bail!(
+                "sync round failed: {}",
+                result.error.as_deref().unwrap_or("no report")
+            ),
+        }
+    }
+}
+
+/// A string member of a JSON object.
+pub fn string_field(value: &Value, name: &str) -> anyhow::Result<String> {
+    value[name]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no string {name:?} in {}", excerpt(&value.to_string())))
+}

@@ -1,0 +1,83 @@
+//! The limit HTTP creates are compared with: the raw pipeline "create an
+//! Automerge document + save + SQLite insert (document row and feed entry)"
+//! run in this process on a `crm_sync::Store`, with the same durability as
+//! the node (WAL, `synchronous=FULL`, group commit) and 32 concurrent
+//! writers, but no HTTP, no validation and no projection (a no-op
+//! `Projector`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use crm_sync::automerge::transaction::{Transactable, Transaction};
+use crm_sync::automerge::{ScalarValue, ROOT};
+use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Store, StoreConfig, StoreError};
+use serde_json::Value;
+
+use crate::generator;
+use crate::load::{self, LoadResult, Stop};
+
+/// Projects nothing: the limit leaves out the node's query tables.
+struct NoProjection;
+
+impl Projector for NoProjection {
+    fn project(&self, _: &rusqlite::Connection, _: &DocRef<'_>) -> Result<(), ProjectError> {
+        Ok(())
+    }
+}
+
+/// Puts the scalar fields of a generated record at the document's root.
+fn put_scalars(tx: &mut Transaction<'_>, record: &Value) -> Result<(), StoreError> {
+    let Some(fields) = record.as_object() else {
+        return Ok(());
+    };
+    for (name, value) in fields {
+        let scalar = match value {
+            Value::String(s) => ScalarValue::Str(s.as_str().into()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => ScalarValue::Int(i),
+                None => continue,
+            },
+            Value::Bool(b) => ScalarValue::Boolean(*b),
+            _ => continue,
+        };
+        tx.put(ROOT, name.as_str(), scalar)?;
+    }
+    Ok(())
+}
+
+/// Creates `count` generated clients in a fresh store in `dir` with
+/// `concurrency` concurrent writers; the load's throughput is the limit.
+pub async fn create_limit(
+    dir: &std::path::Path,
+    seed: u64,
+    count: u64,
+    concurrency: usize,
+) -> anyhow::Result<LoadResult> {
+    let config = StoreConfig {
+        path: dir.join("inprocess.sqlite3"),
+        cache_capacity: 2048,
+        readers: 2,
+        node_name: Some("crm-bench".to_owned()),
+    };
+    let store = Store::open(&config, "bench", &[], Arc::new(NoProjection))
+        .context("opening the in-process store")?;
+    let writer = store.clone();
+    let result = load::run(concurrency, Stop::Count(count), move |i| {
+        let store = writer.clone();
+        async move {
+            let record = generator::client(seed, i);
+            let meta = ChangeMeta {
+                author: "crm-bench".to_owned(),
+                time_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            store
+                .write(move |txn| txn.create("clients", &meta, |tx| put_scalars(tx, &record)))
+                .await
+                .map(drop)
+                .map_err(|e: StoreError| e.to_string())
+        }
+    })
+    .await;
+    store.close().await;
+    result
+}

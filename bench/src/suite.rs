@@ -1,0 +1,283 @@
+//! The order of a run: the in-process limit once, then for each data-set
+//! size a fresh node A loaded with the set, the read figures, a new node B
+//! that syncs from A, a restart of both with continuous sync, memory under
+//! load, and HTTP creates last (so that every earlier figure sees exactly
+//! the data set). A figure that fails becomes a FAILED row; the run goes on.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::api::Api;
+use crate::dataset;
+use crate::figures::{self, Measurement, Spec};
+use crate::node_process::NodeProcess;
+use crate::scenarios;
+
+/// How much a run measures.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    pub sizes: Vec<u64>,
+    /// Concurrent clients of the throughput figures.
+    pub concurrency: usize,
+    /// Unrecorded load before each measured load.
+    pub warmup: Duration,
+    /// Length of each measured load.
+    pub measure: Duration,
+    pub visibility_samples: usize,
+    /// Rounds behind the one-change and no-op sync figures.
+    pub sync_repeats: usize,
+    pub inprocess_creates: u64,
+    /// Ids fetched for the GET figure.
+    pub sample_ids: usize,
+    /// Where the temporary data folders go.
+    pub work_dir: PathBuf,
+}
+
+impl Plan {
+    /// The full benchmark.
+    pub fn full(sizes: Vec<u64>, measure: Duration, work_dir: PathBuf) -> Plan {
+        Plan {
+            seed: 42,
+            sizes,
+            concurrency: 32,
+            warmup: Duration::from_secs(2),
+            measure,
+            visibility_samples: 200,
+            sync_repeats: 10,
+            inprocess_creates: 30_000,
+            sample_ids: 10_000,
+            work_dir,
+        }
+    }
+
+    /// The smoke mode: tiny data sets and short loads, to check that every
+    /// figure produces a number.
+    pub fn smoke(work_dir: PathBuf) -> Plan {
+        Plan {
+            seed: 42,
+            sizes: vec![200, 500],
+            concurrency: 32,
+            warmup: Duration::from_millis(100),
+            measure: Duration::from_millis(300),
+            visibility_samples: 10,
+            sync_repeats: 2,
+            inprocess_creates: 300,
+            sample_ids: 100,
+            work_dir,
+        }
+    }
+}
+
+/// The figures that depend on the data-set size, in table order.
+const PER_SIZE: &[Spec] = &[
+    figures::CREATE_RATE,
+    figures::CREATE_P99,
+    figures::GET_RATE,
+    figures::LIST_P99,
+    figures::SEARCH_P99,
+    figures::FIRST_SYNC,
+    figures::ONE_CHANGE_TIME,
+    figures::ONE_CHANGE_BYTES,
+    figures::NOOP_REQUESTS,
+    figures::NOOP_BYTES,
+    figures::NOOP_TIME,
+    figures::VISIBILITY_P95,
+    figures::RSS,
+    figures::STARTUP,
+    figures::IMPORT_RATE,
+];
+
+/// Collects rows; a failed step becomes FAILED rows for its figures.
+struct Rows {
+    rows: Vec<Measurement>,
+    began: Instant,
+}
+
+impl Rows {
+    fn add(
+        &mut self,
+        specs: &[Spec],
+        size: Option<u64>,
+        outcome: anyhow::Result<Vec<Measurement>>,
+    ) {
+        match outcome {
+            Ok(rows) => {
+                for row in &rows {
+                    self.progress(&format!(
+                        "{}: {} {}",
+                        row.spec.name,
+                        row.value.map_or("-".to_owned(), figures::number),
+                        row.spec.unit
+                    ));
+                }
+                self.rows.extend(rows);
+            }
+            Err(e) => {
+                self.progress(&format!(
+                    "FAILED {}: {e:#}",
+                    specs.first().map_or("", |s| s.name)
+                ));
+                for spec in specs {
+                    self.rows
+                        .push(Measurement::failed(*spec, size, format!("{e:#}")));
+                }
+            }
+        }
+    }
+
+    fn one(&mut self, spec: Spec, size: Option<u64>, outcome: anyhow::Result<Measurement>) {
+        self.add(&[spec], size, outcome.map(|m| vec![m]));
+    }
+
+    /// Adds FAILED rows for every per-size figure not yet measured at `size`.
+    fn fail_rest(&mut self, size: u64, why: &anyhow::Error) {
+        for spec in PER_SIZE {
+            let done = self
+                .rows
+                .iter()
+                .any(|r| r.spec == *spec && r.size == Some(size));
+            if !done {
+                self.rows
+                    .push(Measurement::failed(*spec, Some(size), format!("{why:#}")));
+            }
+        }
+    }
+
+    fn progress(&self, what: &str) {
+        eprintln!(
+            "crm-bench [{:>6.1} s] {what}",
+            self.began.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Runs every figure at every size of `plan` against the `crm-node` at
+/// `node_bin`; answers the rows in table order.
+pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement>> {
+    std::fs::create_dir_all(&plan.work_dir)
+        .with_context(|| format!("creating {}", plan.work_dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("crm-bench-")
+        .tempdir_in(&plan.work_dir)
+        .context("creating the work folder")?;
+    let mut rows = Rows {
+        rows: Vec::new(),
+        began: Instant::now(),
+    };
+    rows.progress("in-process create limit");
+    let limit = scenarios::inprocess_limit(plan, &work.path().join("inprocess")).await;
+    let limit_value = limit.as_ref().ok().and_then(|m| m.value);
+    rows.one(figures::INPROCESS_LIMIT, None, limit);
+    for &size in &plan.sizes {
+        let dir = work.path().join(format!("n{size}"));
+        let why = match at_size(plan, node_bin, &dir, size, limit_value, &mut rows).await {
+            Ok(()) => anyhow::anyhow!("not measured: an earlier step failed"),
+            Err(e) => {
+                rows.progress(&format!("size {size} stopped: {e:#}"));
+                e
+            }
+        };
+        rows.fail_rest(size, &why);
+        // Best effort: the whole work folder goes when the run ends anyway.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let order = |m: &Measurement| {
+        let spec = figures::ALL
+            .iter()
+            .position(|s| *s == m.spec)
+            .unwrap_or(usize::MAX);
+        (spec, m.size)
+    };
+    rows.rows.sort_by_key(order);
+    Ok(rows.rows)
+}
+
+/// Every per-size figure with a data set of `size` clients.
+async fn at_size(
+    plan: &Plan,
+    node_bin: &Path,
+    dir: &Path,
+    size: u64,
+    limit: Option<f64>,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    rows.progress(&format!(
+        "size {size}: starting node A and loading the data set"
+    ));
+    let mut a = NodeProcess::start(node_bin, &dir.join("a"), "bench-a", false).await?;
+    let loaded = dataset::load_clients(a.api(), plan.seed, 0..size).await?;
+    rows.one(
+        figures::IMPORT_RATE,
+        Some(size),
+        Ok(scenarios::bulk_import(size, &loaded)),
+    );
+    let ids = a.api().ids("clients", plan.sample_ids).await?;
+    anyhow::ensure!(!ids.is_empty(), "node A lists no clients after loading");
+
+    let get = scenarios::get_by_id(plan, a.api(), &ids, size).await;
+    rows.one(figures::GET_RATE, Some(size), get);
+    let list = scenarios::list_page(plan, a.api(), size).await;
+    rows.one(figures::LIST_P99, Some(size), list);
+    let search = scenarios::search(plan, a.api(), size).await;
+    rows.one(figures::SEARCH_P99, Some(size), search);
+
+    rows.progress(&format!("size {size}: node B, first sync from A"));
+    let mut b = NodeProcess::start(node_bin, &dir.join("b"), "bench-b", false).await?;
+    let synced = scenarios::first_sync(&a, &b, &ids, size).await;
+    let converged = synced.is_ok();
+    rows.one(figures::FIRST_SYNC, Some(size), synced);
+    if converged {
+        sync_rounds(plan, a.api(), b.api(), &ids[0], size, rows).await;
+    }
+
+    rows.progress(&format!("size {size}: restart with continuous sync"));
+    let took = a.restart(true).await?;
+    rows.one(
+        figures::STARTUP,
+        Some(size),
+        Ok(scenarios::startup(size, took)),
+    );
+    b.restart(true).await?;
+    let visible = if converged {
+        scenarios::visibility(plan, a.api(), b.api(), size).await
+    } else {
+        Err(anyhow::anyhow!("skipped: the first sync failed"))
+    };
+    rows.one(figures::VISIBILITY_P95, Some(size), visible);
+    let memory = scenarios::memory_under_load(plan, &a, &ids, size).await;
+    rows.one(figures::RSS, Some(size), memory);
+    b.stop().await?;
+
+    rows.progress(&format!("size {size}: HTTP creates"));
+    let created = scenarios::create(plan, a.api(), size, limit).await;
+    rows.add(
+        &[figures::CREATE_RATE, figures::CREATE_P99],
+        Some(size),
+        created,
+    );
+    a.stop().await?;
+    Ok(())
+}
+
+/// The figures of rounds between converged nodes.
+async fn sync_rounds(plan: &Plan, a: &Api, b: &Api, id: &str, size: u64, rows: &mut Rows) {
+    let changed = scenarios::one_change(plan, a, b, id, size).await;
+    rows.add(
+        &[figures::ONE_CHANGE_TIME, figures::ONE_CHANGE_BYTES],
+        Some(size),
+        changed,
+    );
+    let noop = scenarios::noop_sync(plan, b, size).await;
+    rows.add(
+        &[
+            figures::NOOP_REQUESTS,
+            figures::NOOP_BYTES,
+            figures::NOOP_TIME,
+        ],
+        Some(size),
+        noop,
+    );
+}

@@ -1,0 +1,88 @@
+//! The harness works: `crm-bench smoke` against the debug `crm-node`
+//! (built by `cargo test --workspace`) measures every figure on tiny data
+//! sets and prints the table. Numbers are not checked: benchmarks are not
+//! timed tests.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The figures every smoke run must report (names as in the table).
+const FIGURES: &[&str] = &[
+    "limit: create in process",
+    "create a client over HTTP, 32 concurrent, durable",
+    "create a client over HTTP: p99",
+    "GET a record by id",
+    "list page (filter + sort, 50 rows",
+    "full-text search: p99",
+    "first sync of a new node from a peer",
+    "one changed record pulled by a converged peer: round",
+    "one changed record pulled by a converged peer: bytes pulled",
+    "no-op sync between converged nodes: requests per direction",
+    "no-op sync between converged nodes: bytes both ways",
+    "no-op sync between converged nodes: round",
+    "write at A visible in a list at B",
+    "node memory (peak RSS)",
+    "start-up to ready",
+    "bulk import of clients from CSV",
+];
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+#[test]
+fn smoke_mode_measures_every_figure() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let node = target.join("debug").join("crm-node");
+    assert!(
+        node.is_file(),
+        "{} is missing: `cargo test --workspace` builds it, or run `cargo build --bin crm-node`",
+        node.display()
+    );
+    let out_dir = tempfile::tempdir().expect("a temporary folder");
+    let out = out_dir.path().join("BENCHMARKS.md");
+    let began = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_crm-bench"))
+        .arg("smoke")
+        .arg("--node")
+        .arg(&node)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(out_dir.path())
+        .output()
+        .expect("run crm-bench smoke");
+    let took = began.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "crm-bench smoke failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("| figure | size | measured |"), "{stdout}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
+    for figure in FIGURES {
+        let found: Vec<&&str> = rows.iter().filter(|r| r.contains(figure)).collect();
+        assert!(!found.is_empty(), "no row for {figure:?} in:\n{stdout}");
+        for row in found {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let measured = cells.get(2).map(|c| c.trim()).unwrap_or("");
+            assert!(
+                measured.replace(',', "").parse::<f64>().is_ok(),
+                "{figure:?} has no number: {row}"
+            );
+        }
+    }
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    let written = std::fs::read_to_string(&out).expect("--out was written");
+    assert!(written.contains("## Runs") && written.contains("crm-bench smoke"));
+    assert!(
+        took < Duration::from_secs(60),
+        "smoke mode took {took:?}; it must stay under a minute"
+    );
+}
