@@ -71,14 +71,18 @@ impl Node {
         };
         let projector = Arc::new(RecordProjector::new(schema.clone()));
         let migrations = node_migrations();
+        let store_projector = projector.clone();
         let store = tokio::task::spawn_blocking(move || {
-            Store::open(&store_config, "crm", &migrations, projector)
+            Store::open(&store_config, "crm", &migrations, store_projector)
         })
         .await
         .map_err(|e| crm_sync::StoreError::TaskFailed(e.to_string()))??;
         let prepared_schema = schema.clone();
         store
-            .write(move |txn| projection::prepare(txn, &prepared_schema))
+            .write(move |txn| {
+                projection::prepare(txn, &prepared_schema)?;
+                txn.optimize().map_err(SetupError::from)
+            })
             .await?;
         let identity = store.identity();
         tracing::info!(node_id = %identity.node_id, epoch = identity.epoch.0, name = %identity.name, "store open");
@@ -88,7 +92,7 @@ impl Node {
             .map(|k| k.collection.clone())
             .collect();
         let replication = Replication::new(store.clone(), kinds)?;
-        let records = Records::new(store.clone(), schema);
+        let records = Records::new(store.clone(), schema, projector);
         Ok(Node {
             store,
             records,
@@ -133,6 +137,7 @@ impl Node {
             .config
             .auto_sync
             .then(|| tokio::spawn(self.replication.clone().supervise(shutdown.clone())));
+        tokio::spawn(refresh_planner_statistics(self.store.clone(), shutdown.clone()));
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
@@ -144,5 +149,21 @@ impl Node {
         }
         self.store.close().await;
         result.map_err(NodeError::from)
+    }
+}
+
+/// How often the query planner's statistics are refreshed while serving:
+/// lists pick their index by them, and data grows by replication too.
+const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn refresh_planner_statistics(store: Store, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(OPTIMIZE_EVERY) => {}
+        }
+        if let Err(e) = store.write(|txn| txn.optimize()).await {
+            tracing::warn!(error = %e, "refreshing planner statistics failed");
+        }
     }
 }

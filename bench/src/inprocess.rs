@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use crm_sync::automerge::transaction::{Transactable, Transaction};
 use crm_sync::automerge::{ScalarValue, ROOT};
-use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Store, StoreConfig, StoreError};
+use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Rendered, Store, StoreConfig, StoreError};
 use serde_json::Value;
 
 use crate::generator;
@@ -20,7 +20,13 @@ use crate::load::{self, LoadResult, Stop};
 struct NoProjection;
 
 impl Projector for NoProjection {
-    fn project(&self, _: &rusqlite::Connection, _: &DocRef<'_>) -> Result<(), ProjectError> {
+    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(NoProjection))
+    }
+}
+
+impl Rendered for NoProjection {
+    fn store(self: Box<Self>, _: &rusqlite::Connection, _: i64, _: bool) -> Result<(), ProjectError> {
         Ok(())
     }
 }
@@ -46,7 +52,9 @@ fn put_scalars(tx: &mut Transaction<'_>, record: &Value) -> Result<(), StoreErro
 }
 
 /// Creates `count` generated clients in a fresh store in `dir` with
-/// `concurrency` concurrent writers; the load's throughput is the limit.
+/// `concurrency` concurrent writers (documents built in parallel, stored by
+/// the one writer with group commit, no projection); the load's throughput
+/// is the limit.
 pub async fn create_limit(
     dir: &std::path::Path,
     seed: u64,
@@ -70,8 +78,17 @@ pub async fn create_limit(
                 author: "crm-bench".to_owned(),
                 time_ms: chrono::Utc::now().timestamp_millis(),
             };
+            // As the node does: the document is built on a blocking thread,
+            // the writer only stores it.
+            let builder = store.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                builder.prepare("clients", &meta, |tx| put_scalars(tx, &record))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e: StoreError| e.to_string())?;
             store
-                .write(move |txn| txn.create("clients", &meta, |tx| put_scalars(tx, &record)))
+                .write(move |txn| txn.insert_prepared(prepared, None))
                 .await
                 .map(drop)
                 .map_err(|e: StoreError| e.to_string())

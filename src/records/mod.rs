@@ -94,11 +94,50 @@ impl Author {
 pub struct Records {
     store: Store,
     schema: Arc<Schema>,
+    /// Renders new records' rows outside the writer.
+    projector: Arc<projection::RecordProjector>,
+}
+
+/// Documents prepared and rendered per batch of an import.
+const IMPORT_BATCH: usize = 500;
+
+/// One imported row, ready for the writer: `index` is its place in the file.
+struct PreparedRow {
+    index: usize,
+    doc: crm_sync::PreparedDoc,
+    rows: projection::RecordRows,
 }
 
 impl Records {
-    pub fn new(store: Store, schema: Arc<Schema>) -> Records {
-        Records { store, schema }
+    pub fn new(
+        store: Store,
+        schema: Arc<Schema>,
+        projector: Arc<projection::RecordProjector>,
+    ) -> Records {
+        Records {
+            store,
+            schema,
+            projector,
+        }
+    }
+
+    /// Builds a new record's document and renders its rows, on the calling
+    /// thread: the writer then only stores them.
+    fn prepare_record(
+        &self,
+        kind: &KindDef,
+        meta: &ChangeMeta,
+        assignments: &Assignments,
+    ) -> Result<(crm_sync::PreparedDoc, projection::RecordRows), RecordError> {
+        let prepared = self.store.prepare(&kind.collection, meta, |tx| {
+            document::create_containers(tx, kind, meta.time_ms).map_err(StoreError::from)?;
+            write_assignments(tx, kind, assignments)
+        })?;
+        let rows = self
+            .projector
+            .render_rows(&prepared.doc_ref())
+            .ok_or_else(|| RecordError::Internal(format!("kind {} has no projection", kind.collection)))?;
+        Ok((prepared, rows))
     }
 
     pub fn schema(&self) -> &Schema {
@@ -138,19 +177,26 @@ impl Records {
             return Err(RecordError::Invalid(errors));
         }
         let meta = author.meta();
+        let records = self.clone();
+        let prepare_kind = kind.clone();
+        let prepare_assignments = assignments.clone();
+        let (prepared, rows) = tokio::task::spawn_blocking(move || {
+            records.prepare_record(&prepare_kind, &meta, &prepare_assignments)
+        })
+        .await
+        .map_err(|e| RecordError::Internal(e.to_string()))??;
+        let json = rows.json.clone();
         let schema = self.schema.clone();
         self.store
             .write(move |txn| {
                 check_references(txn, &schema, &kind, &assignments)?;
-                let id = txn.create(&kind.collection, &meta, |tx| {
-                    document::create_containers(tx, &kind, meta.time_ms)
-                        .map_err(StoreError::from)?;
-                    write_assignments(tx, &kind, &assignments)
-                })?;
-                stored_json(txn.conn(), &kind, &id)
+                txn.insert_prepared(prepared, Some(Box::new(rows)))?;
+                Ok::<_, RecordError>(())
             })
-            .await
-            .map(Versioned::from_json)
+            .await?;
+        let record = serde_json::from_str(&json)
+            .map_err(|e| RecordError::Internal(format!("rendered record JSON: {e}")))?;
+        Ok(Versioned::from_json(record))
     }
 
     pub async fn get(&self, collection: &str, id: &str) -> Result<Versioned, RecordError> {
@@ -335,32 +381,84 @@ impl Records {
             return Ok(count);
         }
         let meta = author.meta();
+        // Documents are prepared in parallel batches and stored by one
+        // write job as they come: one transaction, so all or nothing, while
+        // only a few batches are in memory at once.
+        let (batches, received) =
+            std::sync::mpsc::sync_channel::<Result<Vec<PreparedRow>, RecordError>>(4);
+        let rows = Arc::new(rows);
+        let records = self.clone();
+        let prepare_kind = kind.clone();
+        let prepare_rows = rows.clone();
+        let producer = tokio::task::spawn_blocking(move || {
+            let rows = prepare_rows;
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            std::thread::scope(|scope| {
+                for worker in 0..threads {
+                    let batches = batches.clone();
+                    let (records, kind, meta, rows) = (&records, &prepare_kind, &meta, &rows);
+                    scope.spawn(move || {
+                        let chunks = rows.chunks(IMPORT_BATCH).enumerate();
+                        for (n, chunk) in chunks.skip(worker).step_by(threads) {
+                            let first = n * IMPORT_BATCH;
+                            let batch = chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, a)| {
+                                    let (doc, rows) = records.prepare_record(kind, meta, a)?;
+                                    Ok(PreparedRow { index: first + i, doc, rows })
+                                })
+                                .collect::<Result<Vec<_>, RecordError>>();
+                            let failed = batch.is_err();
+                            // The writer stopped (a row failed): stop too.
+                            if batches.send(batch).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+        });
         let schema = self.schema.clone();
-        self.store
+        let written = self
+            .store
             .write(move |txn| {
-                for (n, assignments) in rows.iter().enumerate() {
-                    check_references(txn, &schema, &kind, assignments).map_err(|e| match e {
-                        RecordError::Invalid(errors) => RecordError::ImportRejected {
-                            rejected: vec![csv_io::RowError {
-                                row: n as u64 + 2,
-                                errors,
-                            }],
-                            count: 1,
-                        },
-                        other => other,
-                    })?;
-                    txn.create(&kind.collection, &meta, |tx| {
-                        document::create_containers(tx, &kind, meta.time_ms)
-                            .map_err(StoreError::from)?;
-                        write_assignments(tx, &kind, assignments)
-                    })?;
-                    if (n + 1) % 10_000 == 0 {
-                        tracing::info!(kind = %kind.collection, rows = n + 1, of = count, "import: rows written");
+                let mut done = 0u64;
+                for batch in received {
+                    for row in batch? {
+                        done += 1;
+                        check_references(txn, &schema, &kind, &rows[row.index]).map_err(|e| {
+                            match e {
+                                RecordError::Invalid(errors) => RecordError::ImportRejected {
+                                    rejected: vec![csv_io::RowError {
+                                        row: row.index as u64 + 2,
+                                        errors,
+                                    }],
+                                    count: 1,
+                                },
+                                other => other,
+                            }
+                        })?;
+                        txn.insert_prepared(row.doc, Some(Box::new(row.rows)))?;
+                        if done.is_multiple_of(10_000) {
+                            tracing::info!(kind = %kind.collection, rows = done, of = count, "import: rows written");
+                        }
                     }
                 }
-                Ok::<_, RecordError>(())
+                Ok::<_, RecordError>(done)
             })
-            .await?;
+            .await;
+        producer
+            .await
+            .map_err(|e| RecordError::Internal(e.to_string()))?;
+        let written = written?;
+        // A large import changes what the query planner should know.
+        self.store.write(|txn| txn.optimize()).await?;
+        if written != count {
+            return Err(RecordError::Internal(format!(
+                "import prepared {written} of {count} rows"
+            )));
+        }
         tracing::info!(kind = %collection, rows = count, ms = started.elapsed().as_millis() as u64, "import done");
         Ok(count)
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crm_schema::{FieldDef, FieldType, KindDef, Schema};
-use crm_sync::{DocRef, ProjectError, Projector, StoreError, WriteTxn};
+use crm_sync::{DocRef, ProjectError, Projector, Rendered, StoreError, WriteTxn};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::document::read_record;
@@ -195,7 +195,7 @@ fn rebuild(
 pub struct RecordProjector {
     schema: Arc<Schema>,
     /// Statements of each kind, built once: projection runs on every write.
-    statements: HashMap<String, KindStatements>,
+    statements: HashMap<String, Arc<KindStatements>>,
 }
 
 /// The SQL that refreshes one kind's rows, and which fields feed it.
@@ -266,62 +266,130 @@ impl RecordProjector {
         let statements = schema
             .kinds()
             .iter()
-            .map(|k| (k.collection.clone(), KindStatements::new(k)))
+            .map(|k| (k.collection.clone(), Arc::new(KindStatements::new(k))))
             .collect();
         RecordProjector { schema, statements }
     }
 }
 
-impl Projector for RecordProjector {
-    fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError> {
-        // A kind this version does not know (from a newer peer) is kept and
-        // relayed, just not listed.
-        let (Some(kind), Some(statements)) =
-            (self.schema.kind(doc.kind), self.statements.get(doc.kind))
-        else {
-            return Ok(());
-        };
+impl RecordProjector {
+    /// The rows of a record, built from its document (on any thread).
+    pub fn render_rows(&self, doc: &DocRef<'_>) -> Option<RecordRows> {
+        // A kind this version does not know is kept and relayed, just not
+        // listed.
+        let kind = self.schema.kind(doc.kind)?;
+        let statements = self.statements.get(doc.kind)?.clone();
         let record = read_record(doc.doc, kind, doc.id);
         let json = view::to_json(kind, &record).to_string();
-
-        let mut values: Vec<rusqlite::types::Value> = vec![
-            doc.rid.into(),
-            doc.id.to_string().into(),
-            i64::from(record.deleted).into(),
-            record.created_at.into(),
-            record.updated_at.into(),
-            i64::from(!record.conflicts.is_empty()).into(),
-            json.into(),
-        ];
-        for &i in &statements.columns {
-            let value = record.values[i].as_ref();
-            values.push(value.map_or(rusqlite::types::Value::Null, |v| {
-                column_value(&kind.fields[i], v)
-            }));
-        }
-        conn.prepare_cached(&statements.upsert)?
-            .execute(params_from_iter(values))?;
-
-        for (i, delete, insert) in &statements.sets {
-            conn.prepare_cached(delete)?.execute(params![doc.rid])?;
-            if let Some(FieldValue::Set(members)) = &record.values[*i] {
-                let mut insert = conn.prepare_cached(insert)?;
-                for member in members {
-                    insert.execute(params![member.to_lowercase(), doc.rid])?;
+        let columns = statements
+            .columns
+            .iter()
+            .map(|&i| {
+                record.values[i]
+                    .as_ref()
+                    .map_or(rusqlite::types::Value::Null, |v| column_value(&kind.fields[i], v))
+            })
+            .collect();
+        let sets = statements
+            .sets
+            .iter()
+            .map(|(i, _, _)| match &record.values[*i] {
+                Some(FieldValue::Set(members)) => {
+                    members.iter().map(|m| m.to_lowercase()).collect()
                 }
+                _ => Vec::new(),
+            })
+            .collect();
+        let search = (!record.deleted).then(|| search_text(kind, &record));
+        Some(RecordRows {
+            statements,
+            kind: kind.collection.clone(),
+            id: doc.id.to_string(),
+            deleted: record.deleted,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            conflicted: !record.conflicts.is_empty(),
+            json,
+            columns,
+            sets,
+            search,
+        })
+    }
+}
+
+/// A record's rows: its projection row (with the JSON as served), its set
+/// members and its search text.
+pub struct RecordRows {
+    statements: Arc<KindStatements>,
+    kind: String,
+    id: String,
+    deleted: bool,
+    created_at: i64,
+    updated_at: i64,
+    conflicted: bool,
+    /// The record as the API serves it.
+    pub json: String,
+    columns: Vec<rusqlite::types::Value>,
+    /// Members of each indexed set field, in `statements.sets` order.
+    sets: Vec<Vec<String>>,
+    /// Title and body, unless deleted.
+    search: Option<(String, String)>,
+}
+
+/// Rows of a kind this node does not know: nothing to store.
+struct NoRows;
+
+impl Rendered for NoRows {
+    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
+        Ok(())
+    }
+}
+
+impl Rendered for RecordRows {
+    fn store(self: Box<Self>, conn: &Connection, rid: i64, new: bool) -> Result<(), ProjectError> {
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            rid.into(),
+            self.id.clone().into(),
+            i64::from(self.deleted).into(),
+            self.created_at.into(),
+            self.updated_at.into(),
+            i64::from(self.conflicted).into(),
+            self.json.into(),
+        ];
+        values.extend(self.columns);
+        conn.prepare_cached(&self.statements.upsert)?
+            .execute(params_from_iter(values))?;
+        for ((_, delete, insert), members) in self.statements.sets.iter().zip(&self.sets) {
+            if !new {
+                conn.prepare_cached(delete)?.execute(params![rid])?;
+            }
+            let mut insert = conn.prepare_cached(insert)?;
+            for member in members {
+                insert.execute(params![member, rid])?;
             }
         }
-
-        conn.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
-            .execute(params![doc.rid])?;
-        if !record.deleted {
-            let (title, body) = search_text(kind, &record);
+        // Each statement on the full-text table makes it flush what it
+        // buffered: a new record skips the delete.
+        if !new {
+            conn.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+                .execute(params![rid])?;
+        }
+        if let Some((title, body)) = self.search {
             conn.prepare_cached(
                 "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![doc.rid, title, body, kind.collection, doc.id.to_string()])?;
+            .execute(params![rid, title, body, self.kind, self.id])?;
         }
         Ok(())
+    }
+}
+
+impl Projector for RecordProjector {
+    fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(match self.render_rows(doc) {
+            Some(rows) => Box::new(rows),
+            None => Box::new(NoRows),
+        })
     }
 }
 

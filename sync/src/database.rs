@@ -43,6 +43,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
+    // Savepoints journal the pages they touch; in memory, not a temp file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             scope TEXT NOT NULL,

@@ -1,5 +1,7 @@
 //! The hook through which the node keeps its query tables in step with the
-//! documents: called inside the write transaction after every change.
+//! documents. Rendering (reading the document, building rows) is separate
+//! from storing them, so that new documents can be rendered on any thread
+//! and only the SQL runs in the write transaction.
 
 use automerge::Automerge;
 use rusqlite::Connection;
@@ -9,16 +11,21 @@ use crate::DocId;
 /// A document as the projector sees it.
 pub struct DocRef<'a> {
     pub id: DocId,
-    /// The document's local key (docs.rid), stable for its life.
-    pub rid: i64,
     pub kind: &'a str,
     pub doc: &'a Automerge,
 }
 
 pub type ProjectError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Refreshes whatever tables are derived from documents. Must be
-/// deterministic in the document alone, so that projections can be rebuilt.
+/// What a projector derived from one document, ready to be stored.
+pub trait Rendered: Send {
+    /// Writes the rows of the document whose local key is `rid`. `new`: the
+    /// document was just inserted, so it has no rows to replace.
+    fn store(self: Box<Self>, conn: &Connection, rid: i64, new: bool) -> Result<(), ProjectError>;
+}
+
+/// Derives tables from documents. Must be deterministic in the document
+/// alone, so that projections can be rebuilt and converged nodes agree.
 pub trait Projector: Send + Sync + 'static {
-    fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError>;
+    fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError>;
 }

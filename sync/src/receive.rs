@@ -218,11 +218,10 @@ impl WriteTxn<'_> {
         self.fed = true;
         let doc_ref = crate::DocRef {
             id,
-            rid,
             kind: &entry.kind,
             doc: &doc,
         };
-        project(self.projector, self.conn, &doc_ref)?;
+        project(self.projector, self.conn, &doc_ref, rid, true)?;
         self.cache.insert(
             id,
             LoadedDoc {
@@ -348,6 +347,7 @@ impl WriteTxn<'_> {
             }
         }
         let changes: Vec<&Change> = applied.iter().map(|i| &i.change).collect();
+        let new = fresh_doc.is_some();
         let (rid, doc) = if let Some(doc) = fresh_doc {
             if root_kind(&doc).as_deref() != Some(kind) {
                 return Err(ReceiveError::Rejected {
@@ -388,8 +388,8 @@ impl WriteTxn<'_> {
             stored_doc::append_to_feed(self.conn, &id, kind, &item.change, item.origin)?;
         }
         self.fed = true;
-        let doc_ref = crate::DocRef { id, rid, kind, doc };
-        project(self.projector, self.conn, &doc_ref)?;
+        let doc_ref = crate::DocRef { id, kind, doc };
+        project(self.projector, self.conn, &doc_ref, rid, new)?;
         Ok(report)
     }
 }

@@ -5,13 +5,14 @@
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{Automerge, ChangeHash, ReadDoc, ROOT};
+use automerge::transaction::{CommitOptions, Transaction};
+use automerge::{Automerge, ChangeHash};
 use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{DocCache, LoadedDoc};
-use crate::projector::{DocRef, Projector};
+use crate::prepared::PreparedDoc;
+use crate::projector::{DocRef, Projector, Rendered};
 use crate::{stored_doc, DocId, NodeIdentity, StoreError};
 
 /// Jobs committed together at most; bounds the latency one group adds.
@@ -30,7 +31,7 @@ pub struct ChangeMeta {
 }
 
 impl ChangeMeta {
-    fn options(&self) -> CommitOptions {
+    pub(crate) fn options(&self) -> CommitOptions {
         CommitOptions::default()
             .with_message(self.author.clone())
             .with_time(self.time_ms)
@@ -70,33 +71,42 @@ impl<'a> WriteTxn<'a> {
     where
         E: From<StoreError>,
     {
-        let id = DocId::new();
-        let mut doc = Automerge::new().with_actor(self.identity.actor());
-        let mut tx = doc.transaction();
-        tx.put(ROOT, "kind", kind).map_err(StoreError::from)?;
-        if let Err(e) = build(&mut tx) {
-            tx.rollback();
-            return Err(e);
-        }
-        let (hash, _) = tx.commit_with(meta.options());
-        // The `kind` put above guarantees a change.
-        let change = committed_change(&doc, hash, &id)?;
+        let prepared = PreparedDoc::build(self.identity.actor(), kind, meta, build)?;
+        Ok(self.insert_prepared(prepared, None)?)
+    }
+
+    /// Stores a document prepared outside the writer ([`crate::Store::prepare`]),
+    /// with its rows when they were rendered there too.
+    pub fn insert_prepared(
+        &mut self,
+        prepared: PreparedDoc,
+        rendered: Option<Box<dyn Rendered>>,
+    ) -> Result<DocId, StoreError> {
+        let PreparedDoc {
+            id,
+            kind,
+            doc,
+            saved,
+            change,
+        } = prepared;
         self.touched.push(id);
-        let rid = stored_doc::insert(self.conn, &id, kind, &doc)?;
-        stored_doc::append_to_feed(self.conn, &id, kind, &change, None)?;
+        let rid = stored_doc::insert_saved(self.conn, &id, &kind, &saved, &doc)?;
+        stored_doc::append_to_feed(self.conn, &id, &kind, &change, None)?;
         self.fed = true;
         let doc_ref = DocRef {
             id,
-            rid,
-            kind,
+            kind: &kind,
             doc: &doc,
         };
-        project(self.projector, self.conn, &doc_ref)?;
+        match rendered {
+            Some(rows) => store_rows(rows, self.conn, &id, rid, true)?,
+            None => project(self.projector, self.conn, &doc_ref, rid, true)?,
+        }
         self.cache.insert(
             id,
             LoadedDoc {
                 rid,
-                kind: kind.to_owned(),
+                kind,
                 doc,
                 tail_changes: 0,
             },
@@ -129,7 +139,7 @@ impl<'a> WriteTxn<'a> {
         if hash.is_none() {
             return Ok(None);
         }
-        let change = committed_change(&loaded.doc, hash, id)?;
+        let change = crate::prepared::committed_change(&loaded.doc, hash, id)?;
         loaded.tail_changes = stored_doc::append_changes(
             conn,
             loaded.rid,
@@ -140,11 +150,10 @@ impl<'a> WriteTxn<'a> {
         stored_doc::append_to_feed(conn, id, &loaded.kind, &change, None)?;
         let doc_ref = DocRef {
             id: *id,
-            rid: loaded.rid,
             kind: &loaded.kind,
             doc: &loaded.doc,
         };
-        project(projector, conn, &doc_ref)?;
+        project(projector, conn, &doc_ref, loaded.rid, false)?;
         Ok(Some(change.hash()))
     }
 
@@ -157,8 +166,17 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    /// Runs the projector again over every document of `kind` (after the
-    /// projection's shape changed). Calls `progress` with the count so far.
+    /// Refreshes the query planner's statistics where they are stale, with
+    /// a bounded sample so that it stays fast on large tables.
+    pub fn optimize(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA analysis_limit = 2000; PRAGMA optimize = 0x10002;")?;
+        Ok(())
+    }
+
+    /// Runs the projector again over every document of `kind`, whose rows
+    /// must have been dropped (the projection's shape changed). Calls
+    /// `progress` with the count so far.
     pub fn reproject_kind(
         &mut self,
         kind: &str,
@@ -180,11 +198,10 @@ impl<'a> WriteTxn<'a> {
                 .ok_or_else(|| StoreError::NoSuchDoc(raw.clone()))?;
             let doc_ref = DocRef {
                 id,
-                rid: row.rid,
                 kind: &row.kind,
                 doc: &row.doc,
             };
-            project(self.projector, self.conn, &doc_ref)?;
+            project(self.projector, self.conn, &doc_ref, row.rid, true)?;
             done += 1;
             progress(done);
         }
@@ -211,25 +228,33 @@ impl<'a> WriteTxn<'a> {
     }
 }
 
-/// The change a commit just made.
-fn committed_change(
-    doc: &Automerge,
-    hash: Option<ChangeHash>,
-    id: &DocId,
-) -> Result<automerge::Change, StoreError> {
-    hash.and_then(|h| doc.get_change_by_hash(&h))
-        .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
-}
-
+/// Renders and stores the rows of a document.
 pub(crate) fn project(
     projector: &dyn Projector,
     conn: &Connection,
     doc: &DocRef<'_>,
+    rid: i64,
+    new: bool,
 ) -> Result<(), StoreError> {
-    projector
-        .project(conn, doc)
+    let rows = projector
+        .render(doc)
         .map_err(|e| StoreError::Projection {
             id: doc.id.to_string(),
+            message: e.to_string(),
+        })?;
+    store_rows(rows, conn, &doc.id, rid, new)
+}
+
+fn store_rows(
+    rows: Box<dyn Rendered>,
+    conn: &Connection,
+    id: &DocId,
+    rid: i64,
+    new: bool,
+) -> Result<(), StoreError> {
+    rows.store(conn, rid, new)
+        .map_err(|e| StoreError::Projection {
+            id: id.to_string(),
             message: e.to_string(),
         })
 }

@@ -12,7 +12,7 @@ use crm_sync::feed::{self, FeedQuery, KindSet, SnapshotQuery};
 use crm_sync::frame::{Entry, Frame, FrameType};
 use crm_sync::replicate::{FeedRequest, PushReply, Replicator, Transport, TransportError};
 use crm_sync::{
-    peers, ChangeMeta, DocId, DocRef, ProjectError, Projector, ReceiveError, Store, StoreConfig,
+    peers, ChangeMeta, DocId, DocRef, ProjectError, Projector, Rendered, ReceiveError, Store, StoreConfig,
     StoreError,
 };
 use rusqlite::Connection;
@@ -20,7 +20,13 @@ use rusqlite::Connection;
 struct NoProjection;
 
 impl Projector for NoProjection {
-    fn project(&self, _: &Connection, _: &DocRef<'_>) -> Result<(), ProjectError> {
+    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(NoProjection))
+    }
+}
+
+impl Rendered for NoProjection {
+    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
         Ok(())
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
-use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Store, StoreConfig, StoreError};
+use crm_sync::{
+    ChangeMeta, DocRef, ProjectError, Projector, Rendered, Store, StoreConfig, StoreError,
+};
 use rusqlite::{params, Connection};
 
 /// Counts projections in a table of its own, so a test can see that the
@@ -13,14 +15,22 @@ use rusqlite::{params, Connection};
 struct CountingProjector;
 
 impl Projector for CountingProjector {
-    fn project(&self, conn: &Connection, doc: &DocRef<'_>) -> Result<(), ProjectError> {
+    fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(Count(doc.id.to_string())))
+    }
+}
+
+struct Count(String);
+
+impl Rendered for Count {
+    fn store(self: Box<Self>, conn: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
         conn.execute(
             "CREATE TABLE IF NOT EXISTS projected (id TEXT PRIMARY KEY, n INTEGER NOT NULL)",
             [],
         )?;
         conn.execute(
             "INSERT INTO projected (id, n) VALUES (?1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
-            params![doc.id.to_string()],
+            params![self.0],
         )?;
         Ok(())
     }

@@ -1,0 +1,94 @@
+//! New documents made outside the writer. Building a document, saving it
+//! and encoding its first change is most of the cost of a create; doing it
+//! on the caller's thread lets creates run in parallel, while the writer
+//! only stores the result.
+
+use automerge::transaction::{Transactable, Transaction};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
+
+use crate::projector::DocRef;
+use crate::writer::ChangeMeta;
+use crate::{DocId, Store, StoreError};
+
+/// A document with its first change, ready for
+/// [`crate::WriteTxn::insert_prepared`].
+pub struct PreparedDoc {
+    pub(crate) id: DocId,
+    pub(crate) kind: String,
+    pub(crate) doc: Automerge,
+    /// `doc` saved, as stored.
+    pub(crate) saved: Vec<u8>,
+    /// The first change, as the feed carries it.
+    pub(crate) change: Change,
+}
+
+impl PreparedDoc {
+    pub(crate) fn build<E>(
+        actor: ActorId,
+        kind: &str,
+        meta: &ChangeMeta,
+        build: impl FnOnce(&mut Transaction<'_>) -> Result<(), E>,
+    ) -> Result<PreparedDoc, E>
+    where
+        E: From<StoreError>,
+    {
+        let id = DocId::new();
+        let mut doc = Automerge::new().with_actor(actor);
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", kind).map_err(StoreError::from)?;
+        if let Err(e) = build(&mut tx) {
+            tx.rollback();
+            return Err(e);
+        }
+        let (hash, _) = tx.commit_with(meta.options());
+        // The `kind` put above guarantees a change.
+        let change = committed_change(&doc, hash, &id)?;
+        let saved = doc.save();
+        Ok(PreparedDoc {
+            id,
+            kind: kind.to_owned(),
+            doc,
+            saved,
+            change,
+        })
+    }
+
+    pub fn id(&self) -> DocId {
+        self.id
+    }
+
+    /// The document, e.g. to render its rows before it is stored.
+    pub fn doc_ref(&self) -> DocRef<'_> {
+        DocRef {
+            id: self.id,
+            kind: &self.kind,
+            doc: &self.doc,
+        }
+    }
+}
+
+impl Store {
+    /// Builds a new document of `kind` on the calling thread; store it with
+    /// [`crate::WriteTxn::insert_prepared`].
+    pub fn prepare<E>(
+        &self,
+        kind: &str,
+        meta: &ChangeMeta,
+        build: impl FnOnce(&mut Transaction<'_>) -> Result<(), E>,
+    ) -> Result<PreparedDoc, E>
+    where
+        E: From<StoreError>,
+    {
+        PreparedDoc::build(self.identity().actor(), kind, meta, build)
+    }
+}
+
+/// The change a commit just made.
+pub(crate) fn committed_change(
+    doc: &Automerge,
+    hash: Option<ChangeHash>,
+    id: &DocId,
+) -> Result<Change, StoreError> {
+    hash.and_then(|h| doc.get_change_by_hash(&h))
+        .ok_or_else(|| StoreError::NoSuchDoc(id.to_string()))
+}
