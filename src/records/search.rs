@@ -1,6 +1,6 @@
 //! Full-text search over every kind's searchable fields.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::RecordError;
@@ -9,6 +9,11 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 /// Words of a query beyond this are ignored.
 const MAX_TERMS: usize = 16;
+/// Matches ranked at most: when a query matches more records, the ones
+/// stored here most recently are ranked. Ranking reads every match it
+/// ranks, so this bounds a query's cost on a million records; a query that
+/// broad is refined by the user anyway.
+const RANKED_MATCHES: i64 = 2000;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
@@ -40,13 +45,23 @@ pub fn search(
     let expr = match_expression(q).ok_or_else(|| {
         RecordError::BadQuery("q must contain at least one letter or digit".into())
     })?;
+    // Walking matches newest first stops after RANKED_MATCHES of them.
+    let floor: i64 = conn
+        .prepare_cached(
+            "SELECT rowid FROM search_index
+             WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2)
+             ORDER BY rowid DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![expr, kind, RANKED_MATCHES - 1], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     let mut stmt = conn.prepare_cached(
         "SELECT kind, doc_id, title FROM search_index
-         WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2)
+         WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2) AND rowid >= ?4
          ORDER BY bm25(search_index, 10.0, 1.0), doc_id LIMIT ?3",
     )?;
     let hits = stmt
-        .query_map(params![expr, kind, limit as i64], |r| {
+        .query_map(params![expr, kind, limit as i64, floor], |r| {
             Ok(SearchHit {
                 kind: r.get(0)?,
                 id: r.get(1)?,
