@@ -137,7 +137,10 @@ impl Node {
             .config
             .auto_sync
             .then(|| tokio::spawn(self.replication.clone().supervise(shutdown.clone())));
-        tokio::spawn(refresh_planner_statistics(self.store.clone(), shutdown.clone()));
+        tokio::spawn(refresh_planner_statistics(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use crm_sync::automerge::transaction::{Transactable, Transaction};
 use crm_sync::automerge::{ScalarValue, ROOT};
-use crm_sync::{ChangeMeta, DocRef, ProjectError, Projector, Rendered, Store, StoreConfig, StoreError};
+use crm_sync::{
+    ChangeMeta, DocRef, ProjectError, Projector, Rendered, Store, StoreConfig, StoreError,
+};
 use serde_json::Value;
 
 use crate::generator;
@@ -26,7 +28,12 @@ impl Projector for NoProjection {
 }
 
 impl Rendered for NoProjection {
-    fn store(self: Box<Self>, _: &rusqlite::Connection, _: i64, _: bool) -> Result<(), ProjectError> {
+    fn store(
+        self: Box<Self>,
+        _: &rusqlite::Connection,
+        _: i64,
+        _: bool,
+    ) -> Result<(), ProjectError> {
         Ok(())
     }
 }

@@ -136,7 +136,9 @@ impl Records {
         let rows = self
             .projector
             .render_rows(&prepared.doc_ref())
-            .ok_or_else(|| RecordError::Internal(format!("kind {} has no projection", kind.collection)))?;
+            .ok_or_else(|| {
+                RecordError::Internal(format!("kind {} has no projection", kind.collection))
+            })?;
         Ok((prepared, rows))
     }
 
@@ -406,7 +408,11 @@ impl Records {
                                 .enumerate()
                                 .map(|(i, a)| {
                                     let (doc, rows) = records.prepare_record(kind, meta, a)?;
-                                    Ok(PreparedRow { index: first + i, doc, rows })
+                                    Ok(PreparedRow {
+                                        index: first + i,
+                                        doc,
+                                        rows,
+                                    })
                                 })
                                 .collect::<Result<Vec<_>, RecordError>>();
                             let failed = batch.is_err();

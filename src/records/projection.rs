@@ -287,7 +287,9 @@ impl RecordProjector {
             .map(|&i| {
                 record.values[i]
                     .as_ref()
-                    .map_or(rusqlite::types::Value::Null, |v| column_value(&kind.fields[i], v))
+                    .map_or(rusqlite::types::Value::Null, |v| {
+                        column_value(&kind.fields[i], v)
+                    })
             })
             .collect();
         let sets = statements

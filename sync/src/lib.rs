@@ -29,7 +29,7 @@ pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use prepared::PreparedDoc;
 pub use projector::{DocRef, ProjectError, Projector, Rendered};
-pub use receive::{held_count, ApplyReport, ReceiveError};
+pub use receive::{held_count, prepare_snapshots, ApplyReport, PreparedSnapshot, ReceiveError};
 pub use stored_doc::load_doc;
 pub use writer::{ChangeMeta, WriteTxn};
 
@@ -62,6 +62,7 @@ struct StoreInner {
     identity: NodeIdentity,
     writer: writer::WriterHandle,
     latest: tokio::sync::watch::Receiver<i64>,
+    projector: Arc<dyn Projector>,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
 }
 
@@ -85,7 +86,7 @@ impl Store {
             conn,
             identity.clone(),
             config.cache_capacity,
-            projector,
+            projector.clone(),
             latest_tx,
         )?;
         Ok(Store {
@@ -93,6 +94,7 @@ impl Store {
                 identity,
                 writer,
                 latest,
+                projector,
                 readers,
             }),
         })
@@ -108,6 +110,11 @@ impl Store {
             node: self.inner.identity.node_id,
             epoch: self.inner.identity.epoch,
         }
+    }
+
+    /// The projector the writer uses, for rendering rows off the writer.
+    pub fn projector(&self) -> &dyn Projector {
+        &*self.inner.projector
     }
 
     /// The feed's last seq, updated after every commit that adds to it:

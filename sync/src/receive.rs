@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 
-use automerge::{Automerge, Change, ChangeHash, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::LoadedDoc;
 use crate::feed::KindSet;
 use crate::frame::{Entry, Sender};
+use crate::projector::{DocRef, Projector, Rendered};
 use crate::writer::{project, WriteTxn};
 use crate::{stored_doc, DocId, StoreError};
 
@@ -70,6 +71,113 @@ impl ReceiveError {
     }
 }
 
+/// A document of a snapshot page, checked, loaded and rendered off the
+/// writer by [`prepare_snapshots`].
+pub struct PreparedSnapshot {
+    entry: Entry,
+    doc: Automerge,
+    changes: Vec<Change>,
+    rows: Box<dyn Rendered>,
+}
+
+/// Checks and loads every document of a snapshot page and renders its rows,
+/// on as many threads as there are cores. Refuses the page whole when one
+/// document is bad.
+pub fn prepare_snapshots(
+    projector: &dyn Projector,
+    actor: &ActorId,
+    entries: Vec<Entry>,
+    kinds: &KindSet,
+) -> Result<Vec<PreparedSnapshot>, ReceiveError> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = entries.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<(usize, Entry)>> = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        if index % per_thread == 0 {
+            chunks.push(Vec::with_capacity(per_thread));
+        }
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push((index, entry));
+        }
+    }
+    let prepared: Vec<Result<Vec<PreparedSnapshot>, ReceiveError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(index, entry)| {
+                            prepare_snapshot(projector, actor, index, entry, kinds)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ReceiveError::Store(StoreError::TaskFailed(
+                        "a snapshot thread panicked".into(),
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for chunk in prepared {
+        out.extend(chunk?);
+    }
+    Ok(out)
+}
+
+fn prepare_snapshot(
+    projector: &dyn Projector,
+    actor: &ActorId,
+    index: usize,
+    entry: Entry,
+    kinds: &KindSet,
+) -> Result<PreparedSnapshot, ReceiveError> {
+    if !kinds.contains(&entry.kind) {
+        return Err(ReceiveError::UnknownKind {
+            index,
+            kind: entry.kind,
+        });
+    }
+    let undecodable = |message: String| ReceiveError::Undecodable { index, message };
+    let doc = Automerge::load(&entry.payload)
+        .map_err(|e| undecodable(e.to_string()))?
+        .with_actor(actor.clone());
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return Err(undecodable("the document lacks some of its changes".into()));
+    }
+    if root_kind(&doc).as_deref() != Some(entry.kind.as_str()) {
+        return Err(undecodable(format!(
+            "the document is not a `{}`",
+            entry.kind
+        )));
+    }
+    let changes = doc.get_changes(&[]);
+    let doc_ref = DocRef {
+        id: entry.doc,
+        kind: &entry.kind,
+        doc: &doc,
+    };
+    let rows = projector.render(&doc_ref).map_err(|e| {
+        ReceiveError::Store(StoreError::Projection {
+            id: entry.doc.to_string(),
+            message: e.to_string(),
+        })
+    })?;
+    Ok(PreparedSnapshot {
+        entry,
+        doc,
+        changes,
+        rows,
+    })
+}
+
 struct Incoming {
     change: Change,
     origin: Option<Sender>,
@@ -121,49 +229,28 @@ impl WriteTxn<'_> {
         Ok(report)
     }
 
-    /// Applies a page of compacted documents sent by `origin` (first sync).
-    /// A document new here is stored as sent; one that exists here receives
-    /// the changes it lacks.
+    /// Applies a page of compacted documents sent by `origin` (first sync),
+    /// checked and decoded by [`prepare_snapshots`]. A document new here is
+    /// stored as sent; one that exists here receives the changes it lacks.
     pub fn receive_snapshots(
         &mut self,
         origin: Sender,
-        entries: Vec<Entry>,
-        kinds: &KindSet,
+        prepared: Vec<PreparedSnapshot>,
     ) -> Result<ApplyReport, ReceiveError> {
-        let mut loaded = Vec::with_capacity(entries.len());
-        for (index, entry) in entries.into_iter().enumerate() {
-            if !kinds.contains(&entry.kind) {
-                return Err(ReceiveError::UnknownKind {
-                    index,
-                    kind: entry.kind,
-                });
-            }
-            let undecodable = |message: String| ReceiveError::Undecodable { index, message };
-            let doc = Automerge::load(&entry.payload).map_err(|e| undecodable(e.to_string()))?;
-            if !doc.get_missing_deps(&[]).is_empty() {
-                return Err(undecodable("the document lacks some of its changes".into()));
-            }
-            if root_kind(&doc).as_deref() != Some(entry.kind.as_str()) {
-                return Err(undecodable(format!(
-                    "the document is not a `{}`",
-                    entry.kind
-                )));
-            }
-            self.check_stored_kind(index, &entry.doc, &entry.kind)?;
-            loaded.push((entry, doc));
+        for (index, p) in prepared.iter().enumerate() {
+            self.check_stored_kind(index, &p.entry.doc, &p.entry.kind)?;
         }
         let mut report = ApplyReport::default();
-        for (entry, doc) in loaded {
-            if self.doc(&entry.doc)?.is_some() {
-                let changes = doc.get_changes(&[]);
+        for p in prepared {
+            if self.doc(&p.entry.doc)?.is_some() {
                 report.add(self.receive_doc_changes(
-                    entry.doc,
-                    &entry.kind,
-                    changes,
+                    p.entry.doc,
+                    &p.entry.kind,
+                    p.changes,
                     Some(origin),
                 )?);
             } else {
-                report.add(self.store_new_snapshot(entry, doc, origin)?);
+                report.add(self.store_new_snapshot(p, origin)?);
             }
         }
         Ok(report)
@@ -195,15 +282,18 @@ impl WriteTxn<'_> {
 
     fn store_new_snapshot(
         &mut self,
-        entry: Entry,
-        doc: Automerge,
+        prepared: PreparedSnapshot,
         origin: Sender,
     ) -> Result<ApplyReport, ReceiveError> {
+        let PreparedSnapshot {
+            entry,
+            doc,
+            changes,
+            rows,
+        } = prepared;
         let id = entry.doc;
         self.touched.push(id);
-        let doc = doc.with_actor(self.identity.actor());
         let rid = stored_doc::insert_saved(self.conn, &id, &entry.kind, &entry.payload, &doc)?;
-        let changes = doc.get_changes(&[]);
         let mut report = ApplyReport {
             documents: 1,
             ..ApplyReport::default()
@@ -216,21 +306,12 @@ impl WriteTxn<'_> {
             }
         }
         self.fed = true;
-        let doc_ref = crate::DocRef {
-            id,
-            kind: &entry.kind,
-            doc: &doc,
-        };
-        project(self.projector, self.conn, &doc_ref, rid, true)?;
-        self.cache.insert(
-            id,
-            LoadedDoc {
-                rid,
-                kind: entry.kind.clone(),
-                doc,
-                tail_changes: 0,
-            },
-        );
+        rows.store(self.conn, rid, true)
+            .map_err(|e| StoreError::Projection {
+                id: id.to_string(),
+                message: e.to_string(),
+            })?;
+        // Not cached: a first sync copies many documents nobody edits yet.
         // Changes held for this document before its copy arrived are either
         // in the copy now or can follow it.
         let held = take_held(self.conn, &id)?;

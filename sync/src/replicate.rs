@@ -255,11 +255,21 @@ impl<T: Transport> Replicator<T> {
         let last = frame.entries.last().map(|e| e.doc);
         let name = self.peer.clone();
         let kinds = self.kinds.clone();
+        let store = self.store.clone();
+        let entries = frame.entries;
+        // Loading and rendering documents is most of a first sync's work:
+        // it runs on every core, the writer only stores the result.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let actor = store.identity().actor();
+            crate::receive::prepare_snapshots(store.projector(), &actor, entries, &kinds)
+        })
+        .await
+        .map_err(|e| StoreError::TaskFailed(e.to_string()))??;
+        let sender = frame.sender;
         let report = self
             .store
             .write(move |txn| {
-                let sender = frame.sender;
-                let report = txn.receive_snapshots(sender, frame.entries, &kinds)?;
+                let report = txn.receive_snapshots(sender, prepared)?;
                 peers::advance_snapshot(txn.conn(), &name, sender, at, last)?;
                 Ok::<_, ReceiveError>(report)
             })

@@ -236,12 +236,10 @@ pub(crate) fn project(
     rid: i64,
     new: bool,
 ) -> Result<(), StoreError> {
-    let rows = projector
-        .render(doc)
-        .map_err(|e| StoreError::Projection {
-            id: doc.id.to_string(),
-            message: e.to_string(),
-        })?;
+    let rows = projector.render(doc).map_err(|e| StoreError::Projection {
+        id: doc.id.to_string(),
+        message: e.to_string(),
+    })?;
     store_rows(rows, conn, &doc.id, rid, new)
 }
 

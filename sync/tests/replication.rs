@@ -12,8 +12,8 @@ use crm_sync::feed::{self, FeedQuery, KindSet, SnapshotQuery};
 use crm_sync::frame::{Entry, Frame, FrameType};
 use crm_sync::replicate::{FeedRequest, PushReply, Replicator, Transport, TransportError};
 use crm_sync::{
-    peers, ChangeMeta, DocId, DocRef, ProjectError, Projector, Rendered, ReceiveError, Store, StoreConfig,
-    StoreError,
+    peers, ChangeMeta, DocId, DocRef, ProjectError, Projector, ReceiveError, Rendered, Store,
+    StoreConfig, StoreError,
 };
 use rusqlite::Connection;
 
