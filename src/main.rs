@@ -43,7 +43,13 @@ fn main() -> anyhow::Result<()> {
         Command::Token(c) => tool_runtime()?.block_on(commands::token(c)),
         Command::Peer(c) => tool_runtime()?.block_on(commands::peer(c)),
         Command::Sync(args) => tool_runtime()?.block_on(commands::sync(args)),
-        Command::Import(args) => tool_runtime()?.block_on(commands::import(args)),
+        Command::Import(args) => {
+            // An import's progress lines are worth seeing.
+            init_logging(
+                &std::env::var("CRM_LOG").unwrap_or_else(|_| "warn,crm_node::records=info".into()),
+            );
+            runtime()?.block_on(commands::import(args))
+        }
         Command::Export(args) => tool_runtime()?.block_on(commands::export(args)),
         Command::Backup(args) => {
             quiet_logging();

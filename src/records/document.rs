@@ -67,6 +67,14 @@ pub fn create_containers(
     Ok(())
 }
 
+/// A document being created (nothing to supersede or diff against) or an
+/// existing one being changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    New,
+    Existing,
+}
+
 /// Writes `value` (or clears the field) in the document. Writing a field
 /// supersedes every concurrent value it had, which is how a conflict is
 /// resolved.
@@ -74,6 +82,7 @@ pub fn write_field(
     tx: &mut Transaction<'_>,
     field: &FieldDef,
     value: Option<&FieldValue>,
+    target: Target,
 ) -> Result<(), AutomergeError> {
     let name = field.name.as_str();
     match (field.ty, value) {
@@ -90,7 +99,12 @@ pub fn write_field(
                 Some(id) => id,
                 None => tx.put_object(ROOT, name, ObjType::Text)?,
             };
-            tx.update_text(&id, text)?;
+            if target == Target::New {
+                // Empty: insert, no diff.
+                tx.splice_text(&id, 0, 0, text)?;
+            } else {
+                tx.update_text(&id, text)?;
+            }
         }
         (FieldType::Set, value) => {
             let wanted = match value {
@@ -127,12 +141,13 @@ pub fn write_field(
                         tx,
                         &currency_key(field),
                         ScalarValue::Str(currency.as_str().into()),
+                        target,
                     )?;
                     ScalarValue::Int(*minor)
                 }
                 FieldValue::Set(_) => return Ok(()),
             };
-            put_superseding(tx, name, scalar)?;
+            put_superseding(tx, name, scalar, target)?;
         }
     }
     Ok(())
@@ -152,8 +167,9 @@ fn put_superseding(
     tx: &mut Transaction<'_>,
     key: &str,
     value: ScalarValue,
+    target: Target,
 ) -> Result<(), AutomergeError> {
-    if tx.get_all(ROOT, key)?.len() > 1 {
+    if target == Target::Existing && tx.get_all(ROOT, key)?.len() > 1 {
         tx.delete(ROOT, key)?;
     }
     tx.put(ROOT, key, value)
@@ -350,7 +366,7 @@ mod tests {
     ) {
         let field = kind.field(name).expect("field exists").clone();
         let mut tx = doc.transaction();
-        write_field(&mut tx, &field, value.as_ref()).expect("write succeeds");
+        write_field(&mut tx, &field, value.as_ref(), Target::Existing).expect("write succeeds");
         tx.commit_with(automerge::transaction::CommitOptions::default().with_time(time));
     }
 

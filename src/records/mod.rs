@@ -131,7 +131,7 @@ impl Records {
     ) -> Result<(crm_sync::PreparedDoc, projection::RecordRows), RecordError> {
         let prepared = self.store.prepare(&kind.collection, meta, |tx| {
             document::create_containers(tx, kind, meta.time_ms).map_err(StoreError::from)?;
-            write_assignments(tx, kind, assignments)
+            write_assignments(tx, kind, assignments, document::Target::New)
         })?;
         let rows = self
             .projector
@@ -252,7 +252,9 @@ impl Records {
                     return Err(RecordError::Invalid(errors));
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
-                txn.edit(&id, &meta, |tx| write_assignments(tx, &kind, &assignments))?;
+                txn.edit(&id, &meta, |tx| {
+                    write_assignments(tx, &kind, &assignments, document::Target::Existing)
+                })?;
                 stored_json(txn.conn(), &kind, &id)
             })
             .await
@@ -509,9 +511,10 @@ fn write_assignments(
     tx: &mut automerge::transaction::Transaction<'_>,
     kind: &KindDef,
     assignments: &Assignments,
+    target: document::Target,
 ) -> Result<(), RecordError> {
     for (index, value) in assignments {
-        write_field(tx, &kind.fields[*index], value.as_ref()).map_err(StoreError::from)?;
+        write_field(tx, &kind.fields[*index], value.as_ref(), target).map_err(StoreError::from)?;
     }
     Ok(())
 }

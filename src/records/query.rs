@@ -74,8 +74,17 @@ struct Cursor {
     id: String,
 }
 
+/// An equality filter that matches fewer rows than this is read through its
+/// own index and its matches sorted, instead of walking the sort's index.
+const NARROW_FILTER: usize = 2000;
+
 struct Plan {
     sql: String,
+    /// The same query reading a filter's index first, then sorting.
+    filter_first_sql: String,
+    /// One query per equality filter counting its matches up to
+    /// [`NARROW_FILTER`], with its operand.
+    narrowing: Vec<(String, SqlValue)>,
     args: Vec<SqlValue>,
     sort: String,
     limit: usize,
@@ -94,6 +103,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
     let mut fields = None;
+    let mut narrowing = Vec::new();
     for (key, raw) in params {
         match key.as_str() {
             "sort" => sort = raw.clone(),
@@ -140,15 +150,23 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
                 };
                 match (op, &target) {
                     ("eq", Target::Field(f)) if f.ty == FieldType::Set => {
-                        conds.push(format!(
-                            "rid IN (SELECT rid FROM {} WHERE value = ?)",
-                            set_table(kind, f)
+                        let st = set_table(kind, f);
+                        conds.push(format!("rid IN (SELECT rid FROM {st} WHERE value = ?)"));
+                        let value = operand(false)?;
+                        narrowing.push((
+                            format!("SELECT count(*) FROM (SELECT 1 FROM {st} WHERE value = ? LIMIT {NARROW_FILTER})"),
+                            value.clone(),
                         ));
-                        args.push(operand(false)?);
+                        args.push(value);
                     }
                     ("eq", _) => {
                         conds.push(format!("{col} = ?"));
-                        args.push(operand(false)?);
+                        let value = operand(false)?;
+                        narrowing.push((
+                            format!("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE deleted = 0 AND {col} = ? LIMIT {NARROW_FILTER})"),
+                            value.clone(),
+                        ));
+                        args.push(value);
                     }
                     ("prefix", Target::Field(f)) if f.ty.is_textual() => {
                         // A range keeps the index usable, unlike LIKE.
@@ -220,13 +238,18 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
         }
         args.push(SqlValue::Text(cursor.id));
     }
-    let sql = format!(
-        "SELECT record, {sort_col}, id FROM {t} WHERE {} ORDER BY {sort_col} {dir}, id {dir} LIMIT {}",
-        conds.join(" AND "),
-        limit + 1
-    );
+    let select = |order_prefix: &str| {
+        format!(
+            "SELECT record, {sort_col}, id FROM {t} WHERE {} ORDER BY {order_prefix}{sort_col} {dir}, {order_prefix}id {dir} LIMIT {}",
+            conds.join(" AND "),
+            limit + 1
+        )
+    };
+    // A unary + keeps the planner from using the sort column's index.
     Ok(Plan {
-        sql,
+        sql: select(""),
+        filter_first_sql: select("+"),
+        narrowing,
         args,
         sort,
         limit,
@@ -258,7 +281,25 @@ pub fn list(
     params: &[(String, String)],
 ) -> Result<Page, RecordError> {
     let plan = plan(kind, params)?;
-    let mut stmt = conn.prepare_cached(&plan.sql)?;
+    // Walking the sort's index finds a page at once when the filters match
+    // many rows, but crawls when they match few: then read the filter's
+    // index and sort its matches. A capped count tells which.
+    let mut narrow = false;
+    for (count_sql, value) in &plan.narrowing {
+        let count: usize = conn
+            .prepare_cached(count_sql)?
+            .query_row([value], |r| r.get(0))?;
+        if count < NARROW_FILTER {
+            narrow = true;
+            break;
+        }
+    }
+    let sql = if narrow {
+        &plan.filter_first_sql
+    } else {
+        &plan.sql
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params_from_iter(plan.args))?;
     let mut items = Vec::with_capacity(plan.limit);
     let mut last = None;
