@@ -33,8 +33,8 @@ impl Rendered for NoProjection {
         _: &rusqlite::Connection,
         _: i64,
         _: bool,
-    ) -> Result<(), ProjectError> {
-        Ok(())
+    ) -> Result<crm_sync::Deferred, ProjectError> {
+        Ok(crm_sync::Deferred::default())
     }
 }
 

@@ -448,6 +448,9 @@ impl Records {
                             }
                         })?;
                         txn.insert_prepared(row.doc, Some(Box::new(row.rows)))?;
+                        if done.is_multiple_of(1000) {
+                            txn.flush_deferred()?;
+                        }
                         if done.is_multiple_of(10_000) {
                             tracing::info!(kind = %kind.collection, rows = done, of = count, "import: rows written");
                         }

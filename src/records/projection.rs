@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crm_schema::{FieldDef, FieldType, KindDef, Schema};
-use crm_sync::{DocRef, ProjectError, Projector, Rendered, StoreError, WriteTxn};
+use crm_sync::{
+    Deferred, DeferredWrite, DocRef, ProjectError, Projector, Rendered, StoreError, WriteTxn,
+};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::document::read_record;
@@ -342,13 +344,18 @@ pub struct RecordRows {
 struct NoRows;
 
 impl Rendered for NoRows {
-    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
-        Ok(())
+    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<Deferred, ProjectError> {
+        Ok(Deferred::default())
     }
 }
 
 impl Rendered for RecordRows {
-    fn store(self: Box<Self>, conn: &Connection, rid: i64, new: bool) -> Result<(), ProjectError> {
+    fn store(
+        self: Box<Self>,
+        conn: &Connection,
+        rid: i64,
+        new: bool,
+    ) -> Result<Deferred, ProjectError> {
         let mut values: Vec<rusqlite::types::Value> = vec![
             rid.into(),
             self.id.clone().into(),
@@ -370,19 +377,26 @@ impl Rendered for RecordRows {
                 insert.execute(params![member, rid])?;
             }
         }
-        // Each statement on the full-text table makes it flush what it
-        // buffered: a new record skips the delete.
-        if !new {
-            conn.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
-                .execute(params![rid])?;
-        }
-        if let Some((title, body)) = self.search {
-            conn.prepare_cached(
-                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![rid, title, body, self.kind, self.id])?;
-        }
-        Ok(())
+        // The full-text index is written at the end of the transaction,
+        // where its writes are buffered together (see `Deferred`).
+        let remove: Option<DeferredWrite> = (!new).then(|| {
+            Box::new(move |conn: &Connection| {
+                conn.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+                    .execute(params![rid])?;
+                Ok(())
+            }) as DeferredWrite
+        });
+        let (kind, id) = (self.kind, self.id);
+        let add = self.search.map(|(title, body)| {
+            Box::new(move |conn: &Connection| {
+                conn.prepare_cached(
+                    "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![rid, title, body, kind, id])?;
+                Ok(())
+            }) as DeferredWrite
+        });
+        Ok(Deferred { remove, add })
     }
 }
 

@@ -17,11 +17,31 @@ pub struct DocRef<'a> {
 
 pub type ProjectError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A write put off to the end of the transaction.
+pub type DeferredWrite = Box<dyn FnOnce(&Connection) -> Result<(), ProjectError>>;
+
+/// Writes a projection defers: all removals of a group commit run, then all
+/// additions, after the group's last job. A full-text index buffers its
+/// writes but flushes the buffer whenever a statement opens a savepoint,
+/// which in a group commit is after nearly every statement; deferred and run
+/// together, its writes are buffered and flushed once.
+#[derive(Default)]
+pub struct Deferred {
+    pub remove: Option<DeferredWrite>,
+    pub add: Option<DeferredWrite>,
+}
+
 /// What a projector derived from one document, ready to be stored.
 pub trait Rendered: Send {
-    /// Writes the rows of the document whose local key is `rid`. `new`: the
-    /// document was just inserted, so it has no rows to replace.
-    fn store(self: Box<Self>, conn: &Connection, rid: i64, new: bool) -> Result<(), ProjectError>;
+    /// Writes the rows of the document whose local key is `rid` and returns
+    /// the writes to defer. `new`: the document was just inserted, so it
+    /// has no rows to replace.
+    fn store(
+        self: Box<Self>,
+        conn: &Connection,
+        rid: i64,
+        new: bool,
+    ) -> Result<Deferred, ProjectError>;
 }
 
 /// Derives tables from documents. Must be deterministic in the document

@@ -306,11 +306,8 @@ impl WriteTxn<'_> {
             }
         }
         self.fed = true;
-        rows.store(self.conn, rid, true)
-            .map_err(|e| StoreError::Projection {
-                id: id.to_string(),
-                message: e.to_string(),
-            })?;
+        let deferred = crate::writer::store_rows(rows, self.conn, &id, rid, true)?;
+        self.deferred.push(deferred);
         // Not cached: a first sync copies many documents nobody edits yet.
         // Changes held for this document before its copy arrived are either
         // in the copy now or can follow it.
@@ -470,7 +467,8 @@ impl WriteTxn<'_> {
         }
         self.fed = true;
         let doc_ref = crate::DocRef { id, kind, doc };
-        project(self.projector, self.conn, &doc_ref, rid, new)?;
+        let deferred = project(self.projector, self.conn, &doc_ref, rid, new)?;
+        self.deferred.push(deferred);
         Ok(report)
     }
 }

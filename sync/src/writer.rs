@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{DocCache, LoadedDoc};
 use crate::prepared::PreparedDoc;
-use crate::projector::{DocRef, Projector, Rendered};
+use crate::projector::{Deferred, DocRef, Projector, Rendered};
 use crate::{stored_doc, DocId, NodeIdentity, StoreError};
 
 /// Jobs committed together at most; bounds the latency one group adds.
@@ -48,6 +48,8 @@ pub struct WriteTxn<'a> {
     pub(crate) touched: Vec<DocId>,
     /// Whether this job added to the feed (long-polling peers are woken).
     pub(crate) fed: bool,
+    /// Projection writes put off to the end of the group.
+    pub(crate) deferred: Vec<Deferred>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -98,10 +100,11 @@ impl<'a> WriteTxn<'a> {
             kind: &kind,
             doc: &doc,
         };
-        match rendered {
+        let deferred = match rendered {
             Some(rows) => store_rows(rows, self.conn, &id, rid, true)?,
             None => project(self.projector, self.conn, &doc_ref, rid, true)?,
-        }
+        };
+        self.deferred.push(deferred);
         self.cache.insert(
             id,
             LoadedDoc {
@@ -153,7 +156,8 @@ impl<'a> WriteTxn<'a> {
             kind: &loaded.kind,
             doc: &loaded.doc,
         };
-        project(projector, conn, &doc_ref, loaded.rid, false)?;
+        let deferred = project(projector, conn, &doc_ref, loaded.rid, false)?;
+        self.deferred.push(deferred);
         Ok(Some(change.hash()))
     }
 
@@ -164,6 +168,12 @@ impl<'a> WriteTxn<'a> {
             Err(StoreError::NoSuchDoc(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs this job's deferred projection writes now, so that a long job
+    /// does not pile them up; they still roll back with the job.
+    pub fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        run_deferred(self.conn, std::mem::take(&mut self.deferred))
     }
 
     /// Refreshes the query planner's statistics where they are stale, with
@@ -201,8 +211,12 @@ impl<'a> WriteTxn<'a> {
                 kind: &row.kind,
                 doc: &row.doc,
             };
-            project(self.projector, self.conn, &doc_ref, row.rid, true)?;
+            let deferred = project(self.projector, self.conn, &doc_ref, row.rid, true)?;
+            self.deferred.push(deferred);
             done += 1;
+            if done % 1000 == 0 {
+                self.flush_deferred()?;
+            }
             progress(done);
         }
         Ok(done)
@@ -228,14 +242,33 @@ impl<'a> WriteTxn<'a> {
     }
 }
 
-/// Renders and stores the rows of a document.
+/// Runs deferred projection writes: every removal, then every addition.
+fn run_deferred(conn: &Connection, deferred: Vec<Deferred>) -> Result<(), StoreError> {
+    let failed = |e: crate::ProjectError| StoreError::Projection {
+        id: "(deferred)".into(),
+        message: e.to_string(),
+    };
+    let mut adds = Vec::with_capacity(deferred.len());
+    for d in deferred {
+        if let Some(remove) = d.remove {
+            remove(conn).map_err(failed)?;
+        }
+        adds.extend(d.add);
+    }
+    for add in adds {
+        add(conn).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Renders and stores the rows of a document; returns its deferred writes.
 pub(crate) fn project(
     projector: &dyn Projector,
     conn: &Connection,
     doc: &DocRef<'_>,
     rid: i64,
     new: bool,
-) -> Result<(), StoreError> {
+) -> Result<Deferred, StoreError> {
     let rows = projector.render(doc).map_err(|e| StoreError::Projection {
         id: doc.id.to_string(),
         message: e.to_string(),
@@ -243,13 +276,13 @@ pub(crate) fn project(
     store_rows(rows, conn, &doc.id, rid, new)
 }
 
-fn store_rows(
+pub(crate) fn store_rows(
     rows: Box<dyn Rendered>,
     conn: &Connection,
     id: &DocId,
     rid: i64,
     new: bool,
-) -> Result<(), StoreError> {
+) -> Result<Deferred, StoreError> {
     rows.store(conn, rid, new)
         .map_err(|e| StoreError::Projection {
             id: id.to_string(),
@@ -411,6 +444,7 @@ impl Writer<'_> {
         let mut deliveries = Vec::with_capacity(group.len());
         let mut touched = Vec::new();
         let mut fed = false;
+        let mut deferred = Vec::new();
         let mut broken: Option<rusqlite::Error> = None;
         for job in group {
             if let Some(e) = &broken {
@@ -429,9 +463,13 @@ impl Writer<'_> {
                 projector: self.projector,
                 touched: Vec::new(),
                 fed: false,
+                deferred: Vec::new(),
             };
             let (ok, delivery) = job.run(&mut txn);
             fed |= ok && txn.fed;
+            if ok {
+                deferred.append(&mut txn.deferred);
+            }
             let job_touched = txn.touched;
             let end = if ok {
                 conn.execute_batch("RELEASE job")
@@ -449,7 +487,15 @@ impl Writer<'_> {
         }
         let outcome = match broken {
             Some(e) => Err(e),
-            None => conn.execute_batch("COMMIT"),
+            None => run_deferred(conn, deferred)
+                .map_err(|e| match e {
+                    StoreError::Sqlite(e) => e,
+                    other => rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                        Some(other.to_string()),
+                    ),
+                })
+                .and_then(|()| conn.execute_batch("COMMIT")),
         };
         match outcome {
             Ok(()) => {

@@ -26,8 +26,13 @@ impl Projector for NoProjection {
 }
 
 impl Rendered for NoProjection {
-    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
-        Ok(())
+    fn store(
+        self: Box<Self>,
+        _: &Connection,
+        _: i64,
+        _: bool,
+    ) -> Result<crm_sync::Deferred, ProjectError> {
+        Ok(crm_sync::Deferred::default())
     }
 }
 

@@ -23,7 +23,12 @@ impl Projector for CountingProjector {
 struct Count(String);
 
 impl Rendered for Count {
-    fn store(self: Box<Self>, conn: &Connection, _: i64, _: bool) -> Result<(), ProjectError> {
+    fn store(
+        self: Box<Self>,
+        conn: &Connection,
+        _: i64,
+        _: bool,
+    ) -> Result<crm_sync::Deferred, ProjectError> {
         conn.execute(
             "CREATE TABLE IF NOT EXISTS projected (id TEXT PRIMARY KEY, n INTEGER NOT NULL)",
             [],
@@ -32,7 +37,7 @@ impl Rendered for Count {
             "INSERT INTO projected (id, n) VALUES (?1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
             params![self.0],
         )?;
-        Ok(())
+        Ok(crm_sync::Deferred::default())
     }
 }
 
