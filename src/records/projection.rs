@@ -202,6 +202,10 @@ pub struct RecordProjector {
 
 /// The SQL that refreshes one kind's rows, and which fields feed it.
 struct KindStatements {
+    /// For a record just inserted: a plain INSERT, which (unlike a
+    /// REPLACE) needs no statement journal, whose release costs more the
+    /// larger the transaction.
+    insert: String,
     upsert: String,
     /// Indexes (into the kind's fields) of the fields with a column, in
     /// the upsert's column order.
@@ -230,6 +234,11 @@ impl KindStatements {
             table(kind),
             names.join(", ")
         );
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({placeholders})",
+            table(kind),
+            names.join(", ")
+        );
         let sets = kind
             .fields
             .iter()
@@ -245,6 +254,7 @@ impl KindStatements {
             })
             .collect();
         KindStatements {
+            insert,
             upsert,
             columns,
             sets,
@@ -366,7 +376,12 @@ impl Rendered for RecordRows {
             self.json.into(),
         ];
         values.extend(self.columns);
-        conn.prepare_cached(&self.statements.upsert)?
+        let row = if new {
+            &self.statements.insert
+        } else {
+            &self.statements.upsert
+        };
+        conn.prepare_cached(row)?
             .execute(params_from_iter(values))?;
         for ((_, delete, insert), members) in self.statements.sets.iter().zip(&self.sets) {
             if !new {
