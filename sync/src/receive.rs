@@ -307,7 +307,7 @@ impl WriteTxn<'_> {
         }
         self.fed = true;
         let deferred = crate::writer::store_rows(rows, self.conn, &id, rid, true)?;
-        self.deferred.push(deferred);
+        self.deferred.push((rid, deferred));
         // Not cached: a first sync copies many documents nobody edits yet.
         // Changes held for this document before its copy arrived are either
         // in the copy now or can follow it.
@@ -468,7 +468,7 @@ impl WriteTxn<'_> {
         self.fed = true;
         let doc_ref = crate::DocRef { id, kind, doc };
         let deferred = project(self.projector, self.conn, &doc_ref, rid, new)?;
-        self.deferred.push(deferred);
+        self.deferred.push((rid, deferred));
         Ok(report)
     }
 }

@@ -48,8 +48,8 @@ pub struct WriteTxn<'a> {
     pub(crate) touched: Vec<DocId>,
     /// Whether this job added to the feed (long-polling peers are woken).
     pub(crate) fed: bool,
-    /// Projection writes put off to the end of the group.
-    pub(crate) deferred: Vec<Deferred>,
+    /// Projection writes put off to the end of the group, by document rid.
+    pub(crate) deferred: Vec<(i64, Deferred)>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -104,7 +104,7 @@ impl<'a> WriteTxn<'a> {
             Some(rows) => store_rows(rows, self.conn, &id, rid, true)?,
             None => project(self.projector, self.conn, &doc_ref, rid, true)?,
         };
-        self.deferred.push(deferred);
+        self.deferred.push((rid, deferred));
         self.cache.insert(
             id,
             LoadedDoc {
@@ -156,8 +156,9 @@ impl<'a> WriteTxn<'a> {
             kind: &loaded.kind,
             doc: &loaded.doc,
         };
-        let deferred = project(projector, conn, &doc_ref, loaded.rid, false)?;
-        self.deferred.push(deferred);
+        let rid = loaded.rid;
+        let deferred = project(projector, conn, &doc_ref, rid, false)?;
+        self.deferred.push((rid, deferred));
         Ok(Some(change.hash()))
     }
 
@@ -212,7 +213,7 @@ impl<'a> WriteTxn<'a> {
                 doc: &row.doc,
             };
             let deferred = project(self.projector, self.conn, &doc_ref, row.rid, true)?;
-            self.deferred.push(deferred);
+            self.deferred.push((row.rid, deferred));
             done += 1;
             if done % 1000 == 0 {
                 self.flush_deferred()?;
@@ -242,18 +243,27 @@ impl<'a> WriteTxn<'a> {
     }
 }
 
-/// Runs deferred projection writes: every removal, then every addition.
-fn run_deferred(conn: &Connection, deferred: Vec<Deferred>) -> Result<(), StoreError> {
+/// Runs deferred projection writes: every removal, then the additions. A
+/// document changed several times in one group (an edit and a received
+/// change, say) keeps only its last addition: its last state.
+fn run_deferred(conn: &Connection, deferred: Vec<(i64, Deferred)>) -> Result<(), StoreError> {
     let failed = |e: crate::ProjectError| StoreError::Projection {
         id: "(deferred)".into(),
         message: e.to_string(),
     };
+    let last: std::collections::HashMap<i64, usize> = deferred
+        .iter()
+        .enumerate()
+        .map(|(i, (rid, _))| (*rid, i))
+        .collect();
     let mut adds = Vec::with_capacity(deferred.len());
-    for d in deferred {
+    for (i, (rid, d)) in deferred.into_iter().enumerate() {
         if let Some(remove) = d.remove {
             remove(conn).map_err(failed)?;
         }
-        adds.extend(d.add);
+        if last.get(&rid) == Some(&i) {
+            adds.extend(d.add);
+        }
     }
     for add in adds {
         add(conn).map_err(failed)?;

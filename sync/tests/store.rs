@@ -26,18 +26,28 @@ impl Rendered for Count {
     fn store(
         self: Box<Self>,
         conn: &Connection,
-        _: i64,
+        rid: i64,
         _: bool,
     ) -> Result<crm_sync::Deferred, ProjectError> {
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS projected (id TEXT PRIMARY KEY, n INTEGER NOT NULL)",
-            [],
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS projected (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS latest (rid INTEGER PRIMARY KEY)",
         )?;
         conn.execute(
             "INSERT INTO projected (id, n) VALUES (?1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
             params![self.0],
         )?;
-        Ok(crm_sync::Deferred::default())
+        // Like a full-text row: removed, then added once per document.
+        Ok(crm_sync::Deferred {
+            remove: Some(Box::new(move |conn: &Connection| {
+                conn.execute("DELETE FROM latest WHERE rid = ?1", params![rid])?;
+                Ok(())
+            })),
+            add: Some(Box::new(move |conn: &Connection| {
+                conn.execute("INSERT INTO latest (rid) VALUES (?1)", params![rid])?;
+                Ok(())
+            })),
+        })
     }
 }
 
@@ -186,4 +196,33 @@ async fn edits_survive_reopen_through_tail_and_compaction() {
     assert_eq!(value.as_deref(), Some("100"));
     assert_eq!(changes, 101);
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_document_changed_twice_in_one_transaction_keeps_one_deferred_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    let id = store
+        .write(|txn| {
+            let id = txn.create("things", &meta(1), |tx| {
+                tx.put(ROOT, "n", 1).map_err(StoreError::from)?;
+                Ok::<_, StoreError>(())
+            })?;
+            for n in 2..4 {
+                txn.edit(&id, &meta(n), |tx| {
+                    tx.put(ROOT, "n", n).map_err(StoreError::from)?;
+                    Ok::<_, StoreError>(())
+                })?;
+            }
+            Ok::<_, StoreError>(id)
+        })
+        .await
+        .expect("one job creates and edits twice");
+    let rows: i64 = store
+        .read(|conn| {
+            Ok::<_, StoreError>(conn.query_row("SELECT count(*) FROM latest", [], |r| r.get(0))?)
+        })
+        .await
+        .expect("read");
+    assert_eq!(rows, 1, "document {id}");
 }
