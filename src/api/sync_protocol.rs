@@ -16,7 +16,7 @@ use crm_sync::frame::{is_valid_kind, Frame, FrameType, Sender, PROTOCOL_VERSION}
 use crm_sync::{DocId, ReceiveError};
 use serde::Serialize;
 
-use super::body::query_pairs;
+use super::body::{query_pairs, read_body, require_media_type};
 use super::problem::ApiError;
 use super::AppState;
 use crate::replication::http_transport::{PushAnswer, FRAME_MEDIA_TYPE, PROTOCOL_HEADER};
@@ -246,30 +246,16 @@ pub async fn changes(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushAnswer>, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "the batch is larger than this node accepts; send smaller batches",
-            )
-        } else {
-            ApiError::bad_request(format!("the batch could not be read: {rejection}"))
-        }
-    })?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if media != FRAME_MEDIA_TYPE && media != "application/octet-stream" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            format!("send the batch as {FRAME_MEDIA_TYPE}"),
-        ));
-    }
+    let body = read_body(
+        body,
+        "batch",
+        "the batch is larger than this node accepts; send smaller batches",
+    )?;
+    require_media_type(
+        &headers,
+        &[FRAME_MEDIA_TYPE, "application/octet-stream"],
+        &format!("send the batch as {FRAME_MEDIA_TYPE}"),
+    )?;
     let frame = Frame::decode(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

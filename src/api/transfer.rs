@@ -4,13 +4,13 @@
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::body::query_pairs;
+use super::body::{query_pairs, read_body, require_media_type};
 use super::problem::ApiError;
 use super::AppState;
 use crate::records::csv_io::{self, ColumnMap};
@@ -55,30 +55,16 @@ pub async fn import(
         }
     }
     let map = ColumnMap::parse(&map)?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if media != CSV_MEDIA_TYPE && media != "application/csv" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "send the file as text/csv (UTF-8, comma-separated, first row = column names)",
-        ));
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "the file is larger than this node accepts (max_import_bytes); split it",
-            )
-        } else {
-            ApiError::bad_request(format!("the file could not be read: {rejection}"))
-        }
-    })?;
+    require_media_type(
+        &headers,
+        &[CSV_MEDIA_TYPE, "application/csv"],
+        "send the file as text/csv (UTF-8, comma-separated, first row = column names)",
+    )?;
+    let body = read_body(
+        body,
+        "file",
+        "the file is larger than this node accepts (max_import_bytes); split it",
+    )?;
     let imported = state
         .records
         .import_csv(&collection, body, map, dry_run, &state.author())
