@@ -1,5 +1,6 @@
 //! The node's wall clock: the time written into changes (history, created
-//! and updated times). Merges never depend on it (Automerge orders changes
+//! and updated times) and into its own bookkeeping (peer outcomes, tokens).
+//! Merges never depend on it (Automerge orders changes
 //! causally), which the clock-skew tests check by shifting it with the
 //! `clock_offset_secs` setting.
 

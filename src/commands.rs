@@ -178,11 +178,6 @@ async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<Round
     Ok(answer.results)
 }
 
-/// The CLI writes as the node's local user until users exist.
-fn cli_author() -> crate::records::Author {
-    crate::records::Author("local".to_owned())
-}
-
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let csv =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
@@ -194,7 +189,13 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
             let map = crate::records::csv_io::ColumnMap::parse(&args.map)?;
             let result = node
                 .records()
-                .import_csv(&args.kind, csv.into(), map, args.dry_run, &cli_author())
+                .import_csv(
+                    &args.kind,
+                    csv.into(),
+                    map,
+                    args.dry_run,
+                    &crate::records::Author::local(),
+                )
                 .await;
             node.close().await;
             match result {

@@ -189,19 +189,7 @@ fn trace_tail(trace: &Trace, lines: usize) -> String {
 type Pending = std::pin::Pin<Box<dyn Future<Output = Result<Resp, reqwest::Error>> + Send>>;
 
 fn send_owned(request: reqwest::RequestBuilder) -> Pending {
-    Box::pin(async move {
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            headers,
-            text,
-            json,
-        })
-    })
+    Box::pin(common::read_response(request))
 }
 
 /// Counts over a run, to see what the seeds exercised.

@@ -17,33 +17,13 @@ const MAX_ROUNDS: usize = 1_000;
 /// Largest list page the API serves.
 const PAGE_LIMIT: usize = 200;
 
-/// One direction of a sync round, as `POST /api/v1/sync/run` reports it.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Step {
-    pub requests: u64,
-    pub bytes: u64,
-    pub changes: u64,
-    pub applied: u64,
-    pub held: u64,
-    pub caught_up: bool,
-}
-
-impl Step {
-    fn add(&mut self, other: Step) {
-        self.requests += other.requests;
-        self.bytes += other.bytes;
-        self.changes += other.changes;
-        self.applied += other.applied;
-        self.held += other.held;
-        self.caught_up = other.caught_up;
-    }
-}
+use crm_sync::replicate::StepReport;
 
 /// What a sync moved, both ways.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Round {
-    pub pulled: Step,
-    pub pushed: Step,
+    pub pulled: StepReport,
+    pub pushed: StepReport,
 }
 
 #[derive(Deserialize)]
@@ -54,8 +34,8 @@ struct RunAnswer {
 #[derive(Deserialize)]
 struct RoundResult {
     ok: bool,
-    pulled: Option<Step>,
-    pushed: Option<Step>,
+    pulled: Option<StepReport>,
+    pushed: Option<StepReport>,
     error: Option<String>,
 }
 

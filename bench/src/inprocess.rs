@@ -10,33 +10,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use crm_sync::automerge::transaction::{Transactable, Transaction};
 use crm_sync::automerge::{ScalarValue, ROOT};
-use crm_sync::{
-    ChangeMeta, DocRef, ProjectError, Projector, Rendered, Store, StoreConfig, StoreError,
-};
+use crm_sync::{ChangeMeta, NoProjection, Store, StoreConfig, StoreError};
 use serde_json::Value;
 
 use crate::generator;
 use crate::load::{self, LoadResult, Stop};
-
-/// Projects nothing: the limit leaves out the node's query tables.
-struct NoProjection;
-
-impl Projector for NoProjection {
-    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
-        Ok(Box::new(NoProjection))
-    }
-}
-
-impl Rendered for NoProjection {
-    fn store(
-        self: Box<Self>,
-        _: &rusqlite::Connection,
-        _: i64,
-        _: bool,
-    ) -> Result<crm_sync::Deferred, ProjectError> {
-        Ok(crm_sync::Deferred::default())
-    }
-}
 
 /// Puts the scalar fields of a generated record at the document's root.
 fn put_scalars(tx: &mut Transaction<'_>, record: &Value) -> Result<(), StoreError> {
@@ -74,7 +52,7 @@ pub async fn create_limit(
         readers: 2,
         node_name: Some("crm-bench".to_owned()),
     };
-    let store = Store::open(&config, "bench", &[], Arc::new(NoProjection))
+    let store = Store::open(&config, "bench", &[], Arc::new(NoProjection)) // the limit leaves out the node's query tables
         .context("opening the in-process store")?;
     let writer = store.clone();
     let result = load::run(concurrency, Stop::Count(count), move |i| {

@@ -25,10 +25,6 @@ use tower_http::trace::TraceLayer;
 use crate::records::{Author, Records};
 use crate::replication::Replication;
 
-/// Who writes until users and sessions exist: every change is attributed to
-/// this user id.
-const LOCAL_USER: &str = "local";
-
 #[derive(Clone)]
 pub struct AppState {
     pub records: Records,
@@ -55,7 +51,7 @@ impl AppState {
     }
 
     fn author(&self) -> Author {
-        Author(LOCAL_USER.to_owned())
+        Author::local()
     }
 }
 

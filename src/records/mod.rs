@@ -81,6 +81,12 @@ impl Versioned {
 pub struct Author(pub String);
 
 impl Author {
+    /// Who writes until users and sessions exist: every change, from the API
+    /// or the CLI, is attributed to this user id.
+    pub fn local() -> Author {
+        Author("local".to_owned())
+    }
+
     fn meta(&self) -> ChangeMeta {
         ChangeMeta {
             author: self.0.clone(),

@@ -350,15 +350,6 @@ pub struct RecordRows {
     search: Option<(String, String)>,
 }
 
-/// Rows of a kind this node does not know: nothing to store.
-struct NoRows;
-
-impl Rendered for NoRows {
-    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<Deferred, ProjectError> {
-        Ok(Deferred::default())
-    }
-}
-
 impl Rendered for RecordRows {
     fn store(
         self: Box<Self>,
@@ -419,7 +410,8 @@ impl Projector for RecordProjector {
     fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
         Ok(match self.render_rows(doc) {
             Some(rows) => Box::new(rows),
-            None => Box::new(NoRows),
+            // A kind this node does not know: nothing to store.
+            None => Box::new(crm_sync::NoProjection),
         })
     }
 }

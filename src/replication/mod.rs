@@ -119,10 +119,6 @@ struct Inner {
     peers_changed: tokio::sync::Notify,
 }
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn check_peer_name(name: &str) -> Result<(), ReplicationError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -198,7 +194,7 @@ impl Replication {
             .inner
             .store
             .write(move |txn| {
-                peers::add(txn.conn(), &name, &url, &token, now_ms())?;
+                peers::add(txn.conn(), &name, &url, &token, crate::clock::now_ms())?;
                 peers::get(txn.conn(), &name)?.ok_or(PeerError::NotFound(name))
             })
             .await?;
@@ -222,7 +218,7 @@ impl Replication {
         Ok(self
             .inner
             .store
-            .write(move |txn| tokens::create(txn.conn(), &name, now_ms()))
+            .write(move |txn| tokens::create(txn.conn(), &name, crate::clock::now_ms()))
             .await?)
     }
 
@@ -234,7 +230,7 @@ impl Replication {
         let name = name.to_owned();
         self.inner
             .store
-            .write(move |txn| tokens::revoke(txn.conn(), &name, now_ms()))
+            .write(move |txn| tokens::revoke(txn.conn(), &name, crate::clock::now_ms()))
             .await?;
         Ok(())
     }
@@ -290,14 +286,19 @@ impl Replication {
 
     /// Notes a round's or step's outcome, in memory and in the peer's row.
     async fn record(&self, peer: &str, error: Option<&SyncError>) {
+        self.inner.status.record(peer, error);
         let message = error.map(ToString::to_string);
-        self.inner.status.record(peer, message.clone());
         let name = peer.to_owned();
         let stored = self
             .inner
             .store
             .write(move |txn| {
-                peers::record_outcome(txn.conn(), &name, now_ms(), message.as_deref())
+                peers::record_outcome(
+                    txn.conn(),
+                    &name,
+                    crate::clock::now_ms(),
+                    message.as_deref(),
+                )
             })
             .await;
         if let Err(e) = stored {

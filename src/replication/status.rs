@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crm_sync::peers::Peer;
+use crm_sync::replicate::{SyncError, TransportError};
 use crm_sync::{feed, held_count, Store, StoreError};
 use serde::Serialize;
 
@@ -63,26 +64,27 @@ fn rfc3339(ms: i64) -> Option<String> {
 impl StatusBoard {
     /// Notes an outcome; returns whether the peer was failing before (so
     /// that a recovery gets stored).
-    pub fn record(&self, peer: &str, error: Option<String>) -> bool {
+    pub fn record(&self, peer: &str, error: Option<&SyncError>) -> bool {
         let Ok(mut live) = self.live.lock() else {
             return false;
         };
         let entry = live.entry(peer.to_owned()).or_default();
         let was_failing = matches!(entry.state, Some(PeerState::Offline | PeerState::Failing));
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         match error {
             None => {
                 entry.state = Some(PeerState::Connected);
                 entry.last_success = Some(now);
             }
-            Some(message) => {
-                let unreachable = message.starts_with("peer unreachable");
+            Some(error) => {
+                let unreachable =
+                    matches!(error, SyncError::Transport(TransportError::Unreachable(_)));
                 entry.state = Some(if unreachable {
                     PeerState::Offline
                 } else {
                     PeerState::Failing
                 });
-                entry.last_error = Some((message, now));
+                entry.last_error = Some((error.to_string(), now));
             }
         }
         was_failing

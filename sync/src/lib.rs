@@ -28,7 +28,9 @@ pub use error::StoreError;
 pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use prepared::PreparedDoc;
-pub use projector::{Deferred, DeferredWrite, DocRef, ProjectError, Projector, Rendered};
+pub use projector::{
+    Deferred, DeferredWrite, DocRef, NoProjection, ProjectError, Projector, Rendered,
+};
 pub use receive::{held_count, prepare_snapshots, ApplyReport, PreparedSnapshot, ReceiveError};
 pub use stored_doc::load_doc;
 pub use writer::{ChangeMeta, WriteTxn};

@@ -49,3 +49,19 @@ pub trait Rendered: Send {
 pub trait Projector: Send + Sync + 'static {
     fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError>;
 }
+
+/// A projector for a store whose documents need no derived tables (tools,
+/// benchmarks of the store alone): it renders nothing and stores nothing.
+pub struct NoProjection;
+
+impl Projector for NoProjection {
+    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(NoProjection))
+    }
+}
+
+impl Rendered for NoProjection {
+    fn store(self: Box<Self>, _: &Connection, _: i64, _: bool) -> Result<Deferred, ProjectError> {
+        Ok(Deferred::default())
+    }
+}

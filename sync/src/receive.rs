@@ -207,10 +207,15 @@ impl WriteTxn<'_> {
                     index,
                     message: e.to_string(),
                 })?;
-            let i = *slot.entry(entry.doc).or_insert_with(|| {
-                by_doc.push((entry.doc, entry.kind.clone(), Vec::new()));
-                by_doc.len() - 1
-            });
+            let i = match slot.get(&entry.doc) {
+                Some(&i) => i,
+                None => {
+                    self.check_stored_kind(index, &entry.doc, &entry.kind)?;
+                    by_doc.push((entry.doc, entry.kind.clone(), Vec::new()));
+                    slot.insert(entry.doc, by_doc.len() - 1);
+                    by_doc.len() - 1
+                }
+            };
             if by_doc[i].1 != entry.kind {
                 return Err(ReceiveError::KindMismatch {
                     index,
@@ -219,7 +224,6 @@ impl WriteTxn<'_> {
                     stated: entry.kind,
                 });
             }
-            self.check_stored_kind(index, &entry.doc, &entry.kind)?;
             by_doc[i].2.push(change);
         }
         let mut report = ApplyReport::default();

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::feed::{self, FeedQuery, KindSet, SnapshotQuery};
 use crate::frame::{Frame, FrameType, Sender};
@@ -85,7 +85,7 @@ impl From<ReceiveError> for SyncError {
 }
 
 /// What one step moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepReport {
     pub requests: u64,
     pub bytes: u64,

@@ -129,7 +129,6 @@ impl<'a> WriteTxn<'a> {
         E: From<StoreError>,
     {
         self.touched.push(*id);
-        self.fed = true;
         let conn = self.conn;
         let projector = self.projector;
         let loaded = self.loaded(id)?;
@@ -159,6 +158,7 @@ impl<'a> WriteTxn<'a> {
         let rid = loaded.rid;
         let deferred = project(projector, conn, &doc_ref, rid, false)?;
         self.deferred.push((rid, deferred));
+        self.fed = true;
         Ok(Some(change.hash()))
     }
 

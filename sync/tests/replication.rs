@@ -12,29 +12,8 @@ use crm_sync::feed::{self, FeedQuery, KindSet, SnapshotQuery};
 use crm_sync::frame::{Entry, Frame, FrameType};
 use crm_sync::replicate::{FeedRequest, PushReply, Replicator, Transport, TransportError};
 use crm_sync::{
-    peers, ChangeMeta, DocId, DocRef, ProjectError, Projector, ReceiveError, Rendered, Store,
-    StoreConfig, StoreError,
+    peers, ChangeMeta, DocId, NoProjection, ReceiveError, Store, StoreConfig, StoreError,
 };
-use rusqlite::Connection;
-
-struct NoProjection;
-
-impl Projector for NoProjection {
-    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
-        Ok(Box::new(NoProjection))
-    }
-}
-
-impl Rendered for NoProjection {
-    fn store(
-        self: Box<Self>,
-        _: &Connection,
-        _: i64,
-        _: bool,
-    ) -> Result<crm_sync::Deferred, ProjectError> {
-        Ok(crm_sync::Deferred::default())
-    }
-}
 
 struct Node {
     store: Store,

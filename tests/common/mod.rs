@@ -360,17 +360,7 @@ impl TestNode {
     /// Sends a request and reads the whole response; transport errors are
     /// returned (a killed node, a connection closed early).
     pub async fn try_send(&self, request: RequestBuilder) -> Result<Resp, reqwest::Error> {
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            headers,
-            text,
-            json,
-        })
+        read_response(request).await
     }
 
     /// Sends a request and reads the whole response.
@@ -414,6 +404,22 @@ impl Drop for TestNode {
             let _ = child.start_kill();
         }
     }
+}
+
+/// Sends `request` and reads the whole response; transport errors are
+/// returned (a killed node, a connection closed early).
+pub async fn read_response(request: RequestBuilder) -> Result<Resp, reqwest::Error> {
+    let response = request.send().await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await?;
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp {
+        status,
+        headers,
+        text,
+        json,
+    })
 }
 
 fn json_body(request: RequestBuilder, body: &Value) -> RequestBuilder {
