@@ -73,21 +73,22 @@ async fn edit(store: &Store, id: DocId, field: &'static str, value: i64) {
 }
 
 async fn feed_page(store: &Store, since: i64, limit: usize) -> Frame {
+    read_feed(
+        store,
+        FeedQuery {
+            since,
+            limit,
+            requester: None,
+            kinds: None,
+        },
+    )
+    .await
+}
+
+async fn read_feed(store: &Store, query: FeedQuery) -> Frame {
     let me = store.sender();
     store
-        .read(move |conn| {
-            feed::read_feed(
-                conn,
-                me,
-                &kinds(),
-                &FeedQuery {
-                    since,
-                    limit,
-                    requester: None,
-                    kinds: None,
-                },
-            )
-        })
+        .read(move |conn| feed::read_feed(conn, me, &kinds(), &query))
         .await
         .expect("feed reads")
 }
@@ -237,45 +238,29 @@ async fn feed_skips_what_the_requester_has_and_kinds_it_does_not_know() {
     let page = feed_page(&a.store, 0, 10).await;
     receive(&b.store, page).await.expect("applies");
     create(&b.store, 2).await;
-    let requester = a.store.sender();
-    let me = b.store.sender();
-    let for_a = b
-        .store
-        .read(move |conn| {
-            feed::read_feed(
-                conn,
-                me,
-                &kinds(),
-                &FeedQuery {
-                    since: 0,
-                    limit: 10,
-                    requester: Some(requester),
-                    kinds: None,
-                },
-            )
-        })
-        .await
-        .expect("feed");
+    let for_a = read_feed(
+        &b.store,
+        FeedQuery {
+            since: 0,
+            limit: 10,
+            requester: Some(a.store.sender()),
+            kinds: None,
+        },
+    )
+    .await;
     // A's own change (received from A) is skipped; B's is sent.
     assert_eq!(for_a.entries.len(), 1);
     assert_eq!(for_a.through, 2);
-    let other_kinds = b
-        .store
-        .read(move |conn| {
-            feed::read_feed(
-                conn,
-                me,
-                &kinds(),
-                &FeedQuery {
-                    since: 0,
-                    limit: 10,
-                    requester: None,
-                    kinds: Some(["contacts".to_owned()].into()),
-                },
-            )
-        })
-        .await
-        .expect("feed");
+    let other_kinds = read_feed(
+        &b.store,
+        FeedQuery {
+            since: 0,
+            limit: 10,
+            requester: None,
+            kinds: Some(["contacts".to_owned()].into()),
+        },
+    )
+    .await;
     assert!(other_kinds.entries.is_empty());
     assert_eq!(other_kinds.through, 2, "a filtered page still advances");
 }
