@@ -1,14 +1,6 @@
 //! crm-node: parse the command line, load the configuration, run.
 
-mod api;
-mod cli;
-mod clock;
-mod commands;
-mod config;
-mod node;
-mod records;
-mod replication;
-mod running;
+use crm_node::{cli, clock, commands, config, node, running};
 
 use anyhow::Context;
 use clap::Parser;
