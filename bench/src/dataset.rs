@@ -60,7 +60,7 @@ impl Loaded {
 }
 
 /// The CSV columns: the generator's field names, in a fixed order.
-fn columns(seed: u64) -> Vec<String> {
+pub fn columns(seed: u64) -> Vec<String> {
     match generator::client(seed, 0) {
         Value::Object(fields) => fields.keys().cloned().collect(),
         _ => Vec::new(),

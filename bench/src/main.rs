@@ -1,7 +1,8 @@
 //! crm-bench: the benchmark harness of crm-node. The command line only:
 //! `run` measures every figure at each data-set size and adds the table
 //! to BENCHMARKS.md; `smoke` does the same on tiny data sets (CI checks
-//! that the harness works) and writes nothing unless asked.
+//! that the harness works) and writes nothing unless asked; `csv` prints
+//! generated clients for an import.
 
 mod api;
 mod dataset;
@@ -62,6 +63,17 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print generated clients as CSV on stdout, ready for
+    /// `crm-node import clients FILE.csv`: sample data, or a file to profile
+    /// an import with.
+    Csv {
+        /// How many clients.
+        #[arg(long, default_value_t = 1000)]
+        rows: u64,
+        /// The data set: the same seed gives the same clients.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +104,12 @@ fn main() -> anyhow::Result<()> {
             let plan = Plan::full(sizes, Duration::from_secs(seconds.max(1)), work_dir);
             let out = out.unwrap_or_else(|| node_process::workspace_root().join("BENCHMARKS.md"));
             (plan, Some(out), common.node, Profile::Release)
+        }
+        Command::Csv { rows, seed } => {
+            let text = dataset::csv(seed, &dataset::columns(seed), 0..rows);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+                .context("writing the CSV to stdout")?;
+            return Ok(());
         }
         Command::Smoke { out, common } => {
             let work_dir = common.work_dir.unwrap_or_else(std::env::temp_dir);
