@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::feed::{self, FeedQuery, KindSet, SnapshotQuery};
 use crate::frame::{Frame, FrameType, Sender};
 use crate::peers::{self, kinds_fingerprint, Peer};
-use crate::receive::{ApplyReport, ReceiveError};
-use crate::{Store, StoreError};
+use crate::receive::{ApplyReport, PreparedSnapshot, ReceiveError};
+use crate::{DocId, Store, StoreError};
 
 /// Rows of the feed (or documents) per page.
 pub const PAGE: usize = 1000;
@@ -129,6 +130,22 @@ pub struct Replicator<T> {
     /// Changes per pushed batch: halved each time the peer answers 413
     /// (its batch limit is smaller than our page).
     push_batch: AtomicUsize,
+    /// During a first sync, the page after the one being written, fetched
+    /// and prepared meanwhile: the peer reads, the network carries and the
+    /// cores load page n+1 while the writer stores page n.
+    next_page: Mutex<Option<SnapshotPage>>,
+}
+
+/// A page of a peer's documents, loaded and rendered, not yet stored.
+struct SnapshotPage {
+    /// The query's `after`: the page is used only by a pull that asks for
+    /// it.
+    after: Option<DocId>,
+    /// The frame's header; its entries are in `prepared`.
+    frame: Frame,
+    bytes: u64,
+    last: Option<DocId>,
+    prepared: Vec<PreparedSnapshot>,
 }
 
 impl<T: Transport> Replicator<T> {
@@ -141,6 +158,7 @@ impl<T: Transport> Replicator<T> {
             transport,
             kinds,
             push_batch: AtomicUsize::new(PAGE),
+            next_page: Mutex::new(None),
         }
     }
 
@@ -230,56 +248,103 @@ impl<T: Transport> Replicator<T> {
     }
 
     async fn pull_snapshot(&self, peer: Peer) -> Result<StepReport, SyncError> {
-        let query = SnapshotQuery {
-            after: peer.snapshot_after,
-            limit: PAGE,
-            kinds: Some(self.kinds.clone()),
+        let after = peer.snapshot_after;
+        let page = match self.take_next_page(after) {
+            Some(page) => page,
+            None => self.fetch_snapshot_page(after).await?,
         };
-        let (frame, bytes) = self.transport.snapshots(&query).await?;
-        if frame.frame_type != FrameType::Snapshots {
-            return Err(SyncError::WrongFrame(frame.frame_type));
-        }
-        let known = self.check_identity(&peer, &frame).await?;
-        if !known && peer.snapshot_after.is_some() {
+        let known = self.check_identity(&peer, &page.frame).await?;
+        if !known && after.is_some() {
             // A copy begun against another identity starts over.
             return Ok(StepReport {
                 requests: 1,
-                bytes,
+                bytes: page.bytes,
                 ..StepReport::default()
             });
         }
         let at = match (known, peer.snapshot_at) {
             (true, Some(at)) => at,
-            _ => frame.through,
+            _ => page.frame.through,
         };
-        let last = frame.entries.last().map(|e| e.doc);
+        let SnapshotPage {
+            frame,
+            bytes,
+            last,
+            prepared,
+            ..
+        } = page;
         let name = self.peer.clone();
-        let kinds = self.kinds.clone();
-        let store = self.store.clone();
-        let entries = frame.entries;
-        // Loading and rendering documents is most of a first sync's work:
-        // it runs on every core, the writer only stores the result.
-        let prepared = tokio::task::spawn_blocking(move || {
-            let actor = store.identity().actor();
-            crate::receive::prepare_snapshots(store.projector(), &actor, entries, &kinds)
-        })
-        .await
-        .map_err(|e| StoreError::TaskFailed(e.to_string()))??;
         let sender = frame.sender;
-        let report = self
-            .store
-            .write(move |txn| {
-                let report = txn.receive_snapshots(sender, prepared)?;
-                peers::advance_snapshot(txn.conn(), &name, sender, at, last)?;
-                Ok::<_, ReceiveError>(report)
-            })
-            .await?;
+        let apply = self.store.write(move |txn| {
+            let report = txn.receive_snapshots(sender, prepared)?;
+            peers::advance_snapshot(txn.conn(), &name, sender, at, last)?;
+            Ok::<_, ReceiveError>(report)
+        });
+        let report = match last {
+            Some(last) => {
+                let (applied, next) = tokio::join!(apply, self.fetch_snapshot_page(Some(last)));
+                match next {
+                    Ok(next) => *self.lock_next_page() = Some(next),
+                    // The next pull asks again and reports what fails then.
+                    Err(e) => tracing::debug!(peer = %self.peer, error = %e, "first sync: prefetching the next page failed"),
+                }
+                applied?
+            }
+            None => apply.await?,
+        };
         if let Some(last) = last {
             tracing::info!(peer = %self.peer, documents = report.documents, last = %last, "first sync: copied a page of documents");
         } else {
             tracing::info!(peer = %self.peer, from = at, "first sync: documents copied; following the feed");
         }
         Ok(StepReport::from_apply(report, 1, bytes, false))
+    }
+
+    /// Fetches the page of the peer's documents after `after` and loads
+    /// and renders them. Loading is most of a first sync's work: it runs
+    /// on every core, the writer only stores the result.
+    async fn fetch_snapshot_page(&self, after: Option<DocId>) -> Result<SnapshotPage, SyncError> {
+        let query = SnapshotQuery {
+            after,
+            limit: PAGE,
+            kinds: Some(self.kinds.clone()),
+        };
+        let (mut frame, bytes) = self.transport.snapshots(&query).await?;
+        if frame.frame_type != FrameType::Snapshots {
+            return Err(SyncError::WrongFrame(frame.frame_type));
+        }
+        let last = frame.entries.last().map(|e| e.doc);
+        let entries = std::mem::take(&mut frame.entries);
+        let kinds = self.kinds.clone();
+        let store = self.store.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let actor = store.identity().actor();
+            crate::receive::prepare_snapshots(store.projector(), &actor, entries, &kinds)
+        })
+        .await
+        .map_err(|e| StoreError::TaskFailed(e.to_string()))??;
+        Ok(SnapshotPage {
+            after,
+            frame,
+            bytes,
+            last,
+            prepared,
+        })
+    }
+
+    /// The prefetched page if it is the one after `after`; a stale one is
+    /// dropped.
+    fn take_next_page(&self, after: Option<DocId>) -> Option<SnapshotPage> {
+        self.lock_next_page()
+            .take()
+            .filter(|page| page.after == after && after.is_some())
+    }
+
+    fn lock_next_page(&self) -> std::sync::MutexGuard<'_, Option<SnapshotPage>> {
+        // The slot holds no invariant a panic could break.
+        self.next_page
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Pushes one batch of our feed that the peer has not taken. Sends

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
@@ -363,6 +364,31 @@ async fn first_sync_copies_documents_then_follows_the_feed() {
     let round = sync.round(100).await.expect("round");
     assert_eq!((round.pulled.requests, round.pulled.changes), (1, 0));
     assert_eq!(round.pushed.requests, 0);
+}
+
+/// A copy of several pages: each page is written while the next one is
+/// fetched and prepared. Writes made on the peer meanwhile arrive by the
+/// feed afterwards.
+#[tokio::test]
+async fn first_sync_over_several_pages() {
+    let a = node().await;
+    let b = node().await;
+    for n in 0..2_600 {
+        create(&a.store, n).await;
+    }
+    add_peer(&b.store, "n0").await;
+    let sync = replicator(&b.store, &a.store, 0);
+    let first = sync.pull(Duration::ZERO).await.expect("first page");
+    assert_eq!(first.changes, 1_000, "{first:?}");
+    let late = create(&a.store, 7_777).await;
+    let round = sync.round(100).await.expect("round");
+    // Two more pages (the late document among them, its id being the
+    // newest), the empty page that ends the copy, then the feed, which
+    // brings the late change again as a duplicate.
+    assert_eq!(round.pulled.requests, 4, "{round:?}");
+    assert_eq!(round.pulled.applied, 1_601, "{round:?}");
+    assert_eq!(docs(&a.store).await, docs(&b.store).await);
+    assert_eq!(value(&b.store, late, "a").await, Some(7_777));
 }
 
 /// A small deterministic generator (splitmix64).
