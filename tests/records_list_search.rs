@@ -481,3 +481,47 @@ async fn deleted_records_leave_search() {
         "others stay"
     );
 }
+
+/// Pages of a sort on a field where most rows tie (and some have no value)
+/// list every record once, in order: ties are broken by `updated_at`, then
+/// `id`, and the cursor carries both.
+#[tokio::test]
+async fn field_sort_pages_through_ties_and_missing_values() {
+    let node = TestNode::start().await;
+    let mut ids = HashSet::new();
+    for i in 0..14 {
+        let mut body = json!({"name": format!("Tie {i:02}")});
+        match i % 3 {
+            0 => body["city"] = json!("Alpha"),
+            1 => body["city"] = json!("Beta"),
+            _ => {}
+        }
+        ids.insert(id_of(&create(&node, "clients", body).await));
+    }
+    for sort in ["city", "-city"] {
+        let items = list_all(&node, "clients", &[("sort", sort), ("limit", "3")]).await;
+        let got: Vec<String> = items.iter().map(id_of).collect();
+        assert_eq!(got.len(), 14, "sort={sort}: {got:?}");
+        assert_eq!(
+            got.iter().cloned().collect::<HashSet<_>>(),
+            ids,
+            "sort={sort}"
+        );
+        let keys: Vec<(Option<String>, String, String)> = items
+            .iter()
+            .map(|r| {
+                (
+                    r["city"].as_str().map(str::to_lowercase),
+                    r["updated_at"].as_str().unwrap_or_default().to_owned(),
+                    id_of(r),
+                )
+            })
+            .collect();
+        let mut want = keys.clone();
+        want.sort();
+        if sort.starts_with('-') {
+            want.reverse();
+        }
+        assert_eq!(keys, want, "sort={sort}: order by city, updated_at, id");
+    }
+}

@@ -58,11 +58,19 @@ pub fn ddl(kind: &KindDef) -> String {
     ];
     columns.extend(column_fields(kind).map(|f| format!("{} {}", column(f), sql_type(f))));
     let mut sql = format!("CREATE TABLE {t} (\n    {}\n);\n", columns.join(",\n    "));
-    let mut sortable = vec!["created_at".to_owned(), "updated_at".to_owned()];
-    sortable.extend(column_fields(kind).map(column));
-    for col in sortable {
+    for col in ["created_at", "updated_at"] {
         sql.push_str(&format!(
             "CREATE INDEX {t}_{col} ON {t} (deleted, {col}, id);\n"
+        ));
+    }
+    // A field's index ends with the default sort's key: an equality filter
+    // then yields its matches newest first, so a list filtered on several
+    // fields walks the narrowest of them in order instead of sorting all
+    // its matches. Sorts on the field break ties the same way (see
+    // `query`).
+    for col in column_fields(kind).map(column) {
+        sql.push_str(&format!(
+            "CREATE INDEX {t}_{col} ON {t} (deleted, {col}, updated_at, id);\n"
         ));
     }
     for field in set_fields(kind) {

@@ -71,21 +71,34 @@ pub struct Page {
 struct Cursor {
     sort: String,
     value: serde_json::Value,
+    /// The tie-break of a sort on a field (absent for meta sorts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
     id: String,
 }
 
-/// An equality filter that matches fewer rows than this is read through its
-/// own index and its matches sorted, instead of walking the sort's index.
-const NARROW_FILTER: usize = 2000;
+/// Equality filters' matches are counted up to this many: enough to tell a
+/// filter worth reading first from one that matches a large share of the
+/// kind, at a bounded cost (an index-only count).
+const COUNT_CAP: usize = 20_000;
 
 struct Plan {
     sql: String,
     /// The same query reading a filter's index first, then sorting.
     filter_first_sql: String,
     /// One query per equality filter counting its matches up to
-    /// [`NARROW_FILTER`], with its operand.
+    /// [`COUNT_CAP`], with its operand.
     narrowing: Vec<(String, SqlValue)>,
+    /// Counts the kind's rows (an upper bound: the largest row id).
+    rows_sql: String,
+    /// Sorted on `updated_at` with an equality filter on a field: that
+    /// field's index yields its matches in order, which beats reading
+    /// them all first whatever their number.
+    filter_index_in_order: bool,
     args: Vec<SqlValue>,
+    /// Sorted on a field (ties by `updated_at`, `id`) rather than on
+    /// `created_at`/`updated_at` (ties by `id`).
+    by_field: bool,
     sort: String,
     limit: usize,
     fields: Option<Vec<String>>,
@@ -104,6 +117,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
     let mut cursor = None;
     let mut fields = None;
     let mut narrowing = Vec::new();
+    let mut field_equality = false;
     for (key, raw) in params {
         match key.as_str() {
             "sort" => sort = raw.clone(),
@@ -154,16 +168,17 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
                         conds.push(format!("rid IN (SELECT rid FROM {st} WHERE value = ?)"));
                         let value = operand(false)?;
                         narrowing.push((
-                            format!("SELECT count(*) FROM (SELECT 1 FROM {st} WHERE value = ? LIMIT {NARROW_FILTER})"),
+                            format!("SELECT count(*) FROM (SELECT 1 FROM {st} WHERE value = ? LIMIT {COUNT_CAP})"),
                             value.clone(),
                         ));
                         args.push(value);
                     }
                     ("eq", _) => {
+                        field_equality |= matches!(target, Target::Field(_));
                         conds.push(format!("{col} = ?"));
                         let value = operand(false)?;
                         narrowing.push((
-                            format!("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE deleted = 0 AND {col} = ? LIMIT {NARROW_FILTER})"),
+                            format!("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE deleted = 0 AND {col} = ? LIMIT {COUNT_CAP})"),
                             value.clone(),
                         ));
                         args.push(value);
@@ -220,27 +235,48 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
         }
         let value =
             json_to_sql(&cursor.value).ok_or_else(|| bad("cursor is not one this node issued"))?;
+        // Rows equal on the sort column are ordered by `updated_at` then
+        // `id` for a field sort (its index ends so), by `id` otherwise.
+        let op = if descending { "<" } else { ">" };
+        let (after_ties, tie_args) = match (&sort_target, cursor.updated_at) {
+            (Target::Field(_), Some(at)) => (
+                format!("(updated_at {op} ? OR (updated_at = ? AND id {op} ?))"),
+                vec![
+                    SqlValue::Integer(at),
+                    SqlValue::Integer(at),
+                    SqlValue::Text(cursor.id),
+                ],
+            ),
+            (Target::Meta(_), None) => (format!("id {op} ?"), vec![SqlValue::Text(cursor.id)]),
+            _ => return Err(bad("cursor is not one this node issued")),
+        };
         // NULLs sort first ascending and last descending in SQLite.
         let cond = match (&value, descending) {
             (SqlValue::Null, false) => {
-                format!("(({sort_col} IS NULL AND id > ?) OR {sort_col} IS NOT NULL)")
+                format!("(({sort_col} IS NULL AND {after_ties}) OR {sort_col} IS NOT NULL)")
             }
-            (SqlValue::Null, true) => format!("({sort_col} IS NULL AND id < ?)"),
-            (_, false) => format!("({sort_col} > ? OR ({sort_col} = ? AND id > ?))"),
-            (_, true) => {
-                format!("({sort_col} < ? OR ({sort_col} = ? AND id < ?) OR {sort_col} IS NULL)")
-            }
+            (SqlValue::Null, true) => format!("({sort_col} IS NULL AND {after_ties})"),
+            (_, false) => format!("({sort_col} > ? OR ({sort_col} = ? AND {after_ties}))"),
+            (_, true) => format!(
+                "({sort_col} < ? OR ({sort_col} = ? AND {after_ties}) OR {sort_col} IS NULL)"
+            ),
         };
         conds.push(cond);
         if value != SqlValue::Null {
             args.push(value.clone());
             args.push(value);
         }
-        args.push(SqlValue::Text(cursor.id));
+        args.extend(tie_args);
     }
-    let select = |order_prefix: &str| {
+    let by_field = matches!(sort_target, Target::Field(_));
+    let select = |p: &str| {
+        let ties = if by_field {
+            format!("{p}updated_at {dir}, {p}id {dir}")
+        } else {
+            format!("{p}id {dir}")
+        };
         format!(
-            "SELECT record, {sort_col}, id FROM {t} WHERE {} ORDER BY {order_prefix}{sort_col} {dir}, {order_prefix}id {dir} LIMIT {}",
+            "SELECT record, {sort_col}, updated_at, id FROM {t} WHERE {} ORDER BY {p}{sort_col} {dir}, {ties} LIMIT {}",
             conds.join(" AND "),
             limit + 1
         )
@@ -250,7 +286,10 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
         sql: select(""),
         filter_first_sql: select("+"),
         narrowing,
+        rows_sql: format!("SELECT coalesce(max(rid), 0) FROM {t}"),
+        filter_index_in_order: field_equality && sort_name == "updated_at",
         args,
+        by_field,
         sort,
         limit,
         fields,
@@ -274,6 +313,38 @@ fn sql_to_json(value: SqlValue) -> serde_json::Value {
     }
 }
 
+/// Whether to read the narrowest equality filter's matches and sort them,
+/// rather than walk the sort's index until a page of rows passes every
+/// filter. The walk finds a page at once when the filters together match
+/// many rows, and crawls through most of the kind when they match few,
+/// even if each filter alone matches thousands (city, manager and stage
+/// together). The filters are taken as independent: the walk is expected
+/// to visit `(limit + 1) / selectivity` rows, the filter-first read as
+/// many as its narrowest filter matches.
+fn reads_filter_first(conn: &Connection, plan: &Plan) -> Result<bool, RecordError> {
+    if plan.narrowing.is_empty() || plan.filter_index_in_order {
+        return Ok(false);
+    }
+    let rows: i64 = conn
+        .prepare_cached(&plan.rows_sql)?
+        .query_row([], |r| r.get(0))?;
+    let rows = rows.max(1) as f64;
+    let mut narrowest = usize::MAX;
+    let mut selectivity = 1.0_f64;
+    for (count_sql, value) in &plan.narrowing {
+        let count: usize = conn
+            .prepare_cached(count_sql)?
+            .query_row([value], |r| r.get(0))?;
+        narrowest = narrowest.min(count);
+        selectivity *= (count as f64 / rows).min(1.0);
+    }
+    if narrowest >= COUNT_CAP {
+        return Ok(false);
+    }
+    let walk = (plan.limit + 1) as f64 / selectivity.max(f64::MIN_POSITIVE);
+    Ok(narrowest as f64 <= walk)
+}
+
 /// Runs a list query on a read connection.
 pub fn list(
     conn: &Connection,
@@ -281,19 +352,7 @@ pub fn list(
     params: &[(String, String)],
 ) -> Result<Page, RecordError> {
     let plan = plan(kind, params)?;
-    // Walking the sort's index finds a page at once when the filters match
-    // many rows, but crawls when they match few: then read the filter's
-    // index and sort its matches. A capped count tells which.
-    let mut narrow = false;
-    for (count_sql, value) in &plan.narrowing {
-        let count: usize = conn
-            .prepare_cached(count_sql)?
-            .query_row([value], |r| r.get(0))?;
-        if count < NARROW_FILTER {
-            narrow = true;
-            break;
-        }
-    }
+    let narrow = reads_filter_first(conn, &plan)?;
     let sql = if narrow {
         &plan.filter_first_sql
     } else {
@@ -309,14 +368,19 @@ pub fn list(
             more = true;
             break;
         }
-        last = Some((sql_to_json(row.get(1)?), row.get::<_, String>(2)?));
+        last = Some((
+            sql_to_json(row.get(1)?),
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+        ));
         items.push(select_fields(row.get(0)?, plan.fields.as_deref())?);
     }
     let next_cursor = match last {
-        Some((value, id)) if more => {
+        Some((value, updated_at, id)) if more => {
             let cursor = Cursor {
                 sort: plan.sort.clone(),
                 value,
+                updated_at: plan.by_field.then_some(updated_at),
                 id,
             };
             serde_json::to_vec(&cursor)
