@@ -135,16 +135,18 @@ impl Records {
         meta: &ChangeMeta,
         assignments: &Assignments,
     ) -> Result<(crm_sync::PreparedDoc, projection::RecordRows), RecordError> {
-        let prepared = self.store.prepare(&kind.collection, meta, |tx| {
+        let mut prepared = self.store.prepare(&kind.collection, meta, |tx| {
             document::create_containers(tx, kind, meta.time_ms).map_err(StoreError::from)?;
             write_assignments(tx, kind, assignments, document::Target::New)
         })?;
-        let rows = self
-            .projector
-            .render_rows(&prepared.doc_ref())
+        let rows = prepared
+            .doc_ref()
+            .and_then(|doc| self.projector.render_rows(&doc))
             .ok_or_else(|| {
                 RecordError::Internal(format!("kind {} has no projection", kind.collection))
             })?;
+        // The rows are all the writer needs; the built document is large.
+        prepared.release_doc();
         Ok((prepared, rows))
     }
 

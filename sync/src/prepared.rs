@@ -15,7 +15,11 @@ use crate::{DocId, Store, StoreError};
 pub struct PreparedDoc {
     pub(crate) id: DocId,
     pub(crate) kind: String,
-    pub(crate) doc: Automerge,
+    /// The built document, until [`PreparedDoc::release_doc`]. A document
+    /// fresh from a transaction holds about 50 KB of working buffers, one
+    /// loaded from its bytes about 1 KB: the store keeps neither the built
+    /// one nor a cached copy, and loads the document when it is edited.
+    pub(crate) doc: Option<Automerge>,
     /// What the `docs` row stores for `doc`: its one change, which loads as
     /// the whole document.
     pub(crate) saved: Vec<u8>,
@@ -52,7 +56,7 @@ impl PreparedDoc {
         Ok(PreparedDoc {
             id,
             kind: kind.to_owned(),
-            doc,
+            doc: Some(doc),
             saved,
             change,
         })
@@ -62,13 +66,20 @@ impl PreparedDoc {
         self.id
     }
 
-    /// The document, e.g. to render its rows before it is stored.
-    pub fn doc_ref(&self) -> DocRef<'_> {
-        DocRef {
+    /// The document, e.g. to render its rows before it is stored; `None`
+    /// once released.
+    pub fn doc_ref(&self) -> Option<DocRef<'_>> {
+        self.doc.as_ref().map(|doc| DocRef {
             id: self.id,
             kind: &self.kind,
-            doc: &self.doc,
-        }
+            doc,
+        })
+    }
+
+    /// Drops the built document once its rows are rendered: what waits for
+    /// the writer (an import's thousands of rows) is then only bytes.
+    pub fn release_doc(&mut self) {
+        self.doc = None;
     }
 }
 

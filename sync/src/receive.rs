@@ -297,7 +297,13 @@ impl WriteTxn<'_> {
         } = prepared;
         let id = entry.doc;
         self.touched.push(id);
-        let rid = stored_doc::insert_saved(self.conn, &id, &entry.kind, &entry.payload, &doc)?;
+        let rid = stored_doc::insert_saved(
+            self.conn,
+            &id,
+            &entry.kind,
+            &entry.payload,
+            &doc.get_heads(),
+        )?;
         let mut report = ApplyReport {
             documents: 1,
             ..ApplyReport::default()

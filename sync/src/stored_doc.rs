@@ -94,15 +94,10 @@ pub(crate) fn insert_saved(
     id: &DocId,
     kind: &str,
     saved: &[u8],
-    doc: &Automerge,
+    heads: &[ChangeHash],
 ) -> Result<i64, StoreError> {
     conn.prepare_cached("INSERT INTO docs (id, kind, snapshot, heads) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            id.to_string(),
-            kind,
-            saved,
-            heads_blob(&doc.get_heads())
-        ])?;
+        .execute(params![id.to_string(), kind, saved, heads_blob(heads)])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -92,28 +92,27 @@ impl<'a> WriteTxn<'a> {
             change,
         } = prepared;
         self.touched.push(id);
-        let rid = stored_doc::insert_saved(self.conn, &id, &kind, &saved, &doc)?;
+        // A new document's heads are its one change.
+        let rid = stored_doc::insert_saved(self.conn, &id, &kind, &saved, &[change.hash()])?;
         stored_doc::append_to_feed(self.conn, &id, &kind, &change, None)?;
         self.fed = true;
-        let doc_ref = DocRef {
-            id,
-            kind: &kind,
-            doc: &doc,
-        };
-        let deferred = match rendered {
-            Some(rows) => store_rows(rows, self.conn, &id, rid, true)?,
-            None => project(self.projector, self.conn, &doc_ref, rid, true)?,
+        let deferred = match (rendered, doc) {
+            (Some(rows), _) => store_rows(rows, self.conn, &id, rid, true)?,
+            (None, doc) => {
+                let doc = match doc {
+                    Some(doc) => doc,
+                    None => Automerge::load(&saved)?,
+                };
+                let doc_ref = DocRef {
+                    id,
+                    kind: &kind,
+                    doc: &doc,
+                };
+                project(self.projector, self.conn, &doc_ref, rid, true)?
+            }
         };
         self.deferred.push((rid, deferred));
-        self.cache.insert(
-            id,
-            LoadedDoc {
-                rid,
-                kind,
-                doc,
-                tail_changes: 0,
-            },
-        );
+        // Not cached: see `PreparedDoc::doc`.
         Ok(id)
     }
 
