@@ -66,6 +66,16 @@ pub enum TokenCommand {
     Create {
         /// Who the token is for, e.g. the peer's office name.
         name: String,
+        /// Limit the peer to these kinds (comma-separated), e.g. for a
+        /// laptop: `clients,contacts`. Default: every kind.
+        #[arg(long)]
+        kinds: Option<String>,
+        /// Limit the peer to records whose FIELD has VALUE
+        /// (`--filter manager=ivanov`; repeat for more values or fields).
+        /// A kind without the field follows its reference (contacts follow
+        /// their client).
+        #[arg(long = "filter", value_name = "FIELD=VALUE")]
+        filters: Vec<String>,
         #[command(flatten)]
         data: DataArg,
     },

@@ -12,6 +12,7 @@ use crate::cli::{
 };
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
+use crate::records::scope::{PeerScope, ScopeSpec};
 use crate::replication::{RoundResult, StepView};
 use crate::running::serving_url;
 
@@ -30,9 +31,20 @@ fn when(ms: i64) -> String {
 
 pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { name, data } => {
+        TokenCommand::Create {
+            name,
+            kinds,
+            filters,
+            data,
+        } => {
+            let spec = ScopeSpec::from_args(kinds.as_deref(), &filters)?;
             let node = open(&data.data).await?;
-            let secret = node.replication().create_token(&name).await;
+            let checked = PeerScope::new(node.records().shared_schema(), spec.clone());
+            if let Err(e) = checked {
+                node.close().await;
+                return Err(e.into());
+            }
+            let secret = node.replication().create_token(&name, Some(&spec)).await;
             node.close().await;
             let secret = secret?;
             println!(
@@ -45,15 +57,16 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             let tokens = node.replication().tokens().await;
             node.close().await;
             for t in tokens? {
-                match t.revoked_at {
-                    Some(at) => println!(
-                        "{}\tcreated {}\trevoked {}",
-                        t.name,
-                        when(t.created_at),
-                        when(at)
-                    ),
-                    None => println!("{}\tcreated {}\tactive", t.name, when(t.created_at)),
-                }
+                let state = match t.revoked_at {
+                    Some(at) => format!("revoked {}", when(at)),
+                    None => "active".to_owned(),
+                };
+                let scope = t.scope.as_deref().unwrap_or("everything");
+                println!(
+                    "{}\tcreated {}\t{state}\tscope {scope}",
+                    t.name,
+                    when(t.created_at)
+                );
             }
         }
         TokenCommand::Revoke { name, data } => {

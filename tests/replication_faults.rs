@@ -570,7 +570,8 @@ async fn cli_tokens_peers_and_sync() {
             .unwrap_or_else(|| panic!("token list lacks {name}: {list}"))
             .to_owned()
     };
-    assert!(line_of("laptop").ends_with("active"), "{list}");
+    assert!(line_of("laptop").contains("\tactive\t"), "{list}");
+    assert!(line_of("laptop").ends_with("scope everything"), "{list}");
     assert!(line_of("old").contains("revoked"), "{list}");
     assert!(!list.contains(secret), "token list shows a secret: {list}");
 

@@ -2,6 +2,7 @@
 //! valid access token and this build's protocol version; handlers parse
 //! HTTP and hand frames to `crm_sync`, nothing more.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
@@ -9,16 +10,18 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use bytes::Bytes;
-use crm_sync::feed::{self, FeedQuery, KindSet, SnapshotQuery};
+use crm_sync::feed::{self, FeedQuery, KindSet, SnapshotQuery, MAX_SNAPSHOT_IDS};
 use crm_sync::frame::{is_valid_kind, Frame, FrameType, Sender, PROTOCOL_VERSION};
-use crm_sync::{DocId, ReceiveError};
+use crm_sync::{DocId, DocScope, ReceiveError};
 use serde::Serialize;
 
 use super::body::{query_pairs, read_body, require_media_type};
 use super::problem::ApiError;
 use super::AppState;
+use crate::records::scope::{PeerScope, ScopeSpec};
 use crate::replication::http_transport::{PushAnswer, FRAME_MEDIA_TYPE, PROTOCOL_HEADER};
 
 /// Longest long-poll a peer may ask for.
@@ -26,15 +29,31 @@ const MAX_WAIT_SECS: u64 = 60;
 /// Largest page a peer may ask for.
 const MAX_LIMIT: usize = 10_000;
 
+/// What the token a request presented lets its peer see and change: the
+/// handlers serve and accept only documents inside `scope` (all without).
+#[derive(Clone)]
+pub struct PeerAccess {
+    pub scope: Option<Arc<PeerScope>>,
+}
+
+impl PeerAccess {
+    fn scope(&self) -> Option<&dyn DocScope> {
+        self.scope.as_deref().map(|s| s as &dyn DocScope)
+    }
+}
+
 /// Checks the token and the protocol version before any handler runs.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match check(&state, request.headers()).await {
-        Ok(()) => next.run(request).await,
+        Ok(access) => {
+            request.extensions_mut().insert(access);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+async fn check(state: &AppState, headers: &HeaderMap) -> Result<PeerAccess, ApiError> {
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -49,15 +68,34 @@ async fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         tracing::error!(error = %e, "token check failed");
         ApiError::unavailable()
     })?;
-    if known.is_none() {
+    let Some(grant) = known else {
         return Err(ApiError::unauthorized("the token is unknown or revoked"));
-    }
+    };
+    let scope = match grant.scope.as_deref() {
+        None => None,
+        Some(text) => {
+            let scope = ScopeSpec::from_json(text)
+                .and_then(|spec| PeerScope::new(state.records.shared_schema(), spec))
+                .map_err(|e| {
+                    // The schema changed under the token (a field removed):
+                    // refuse rather than serve more than the scope allowed.
+                    tracing::error!(token = %grant.name, error = %e, "a token's scope no longer fits the schema");
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "scope-invalid",
+                        format!("this token's scope no longer fits this node's record kinds ({e}); issue a new token"),
+                    )
+                })?;
+            Some(Arc::new(scope))
+        }
+    };
+    let access = PeerAccess { scope };
     let version = headers
         .get(PROTOCOL_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
     match version {
-        Some(v) if v == PROTOCOL_VERSION.to_string() => Ok(()),
+        Some(v) if v == PROTOCOL_VERSION.to_string() => Ok(access),
         Some(v) => {
             tracing::warn!(
                 their_version = v,
@@ -142,6 +180,24 @@ fn parse_kinds(value: &str) -> Result<KindSet, ApiError> {
     }
 }
 
+/// `ids`: comma-separated document ids, at most [`MAX_SNAPSHOT_IDS`].
+fn parse_ids(value: &str) -> Result<Vec<DocId>, ApiError> {
+    let bad = |detail: String| ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail);
+    let ids = value
+        .split(',')
+        .map(|id| {
+            id.parse::<DocId>()
+                .map_err(|e| bad(format!("`ids`: `{id}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() > MAX_SNAPSHOT_IDS {
+        return Err(bad(format!(
+            "`ids` names at most {MAX_SNAPSHOT_IDS} documents"
+        )));
+    }
+    Ok(ids)
+}
+
 fn unknown_parameter(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -161,6 +217,7 @@ fn frame_response(frame: &Frame) -> Response {
 
 pub async fn feed(
     State(state): State<AppState>,
+    Extension(access): Extension<PeerAccess>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut query = FeedQuery {
@@ -200,7 +257,7 @@ pub async fn feed(
     let me = store.sender();
     let kinds = state.replication.kinds().clone();
     let frame = store
-        .read(move |conn| feed::read_feed(conn, me, &kinds, &query))
+        .read(move |conn| feed::read_feed(conn, me, &kinds, &query, access.scope()))
         .await
         .map_err(ApiError::from_store)?;
     Ok(frame_response(&frame))
@@ -208,12 +265,14 @@ pub async fn feed(
 
 pub async fn snapshots(
     State(state): State<AppState>,
+    Extension(access): Extension<PeerAccess>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut query = SnapshotQuery {
         after: None,
         limit: crm_sync::replicate::PAGE,
         kinds: None,
+        ids: Vec::new(),
     };
     for (name, value) in query_pairs(raw)? {
         match name.as_str() {
@@ -228,6 +287,7 @@ pub async fn snapshots(
             }
             "limit" => query.limit = parse_limit(&value)?,
             "kinds" => query.kinds = Some(parse_kinds(&value)?),
+            "ids" => query.ids = parse_ids(&value)?,
             other => return Err(unknown_parameter(other)),
         }
     }
@@ -235,7 +295,7 @@ pub async fn snapshots(
     let me = store.sender();
     let kinds = state.replication.kinds().clone();
     let frame = store
-        .read(move |conn| feed::read_snapshots(conn, me, &kinds, &query))
+        .read(move |conn| feed::read_snapshots(conn, me, &kinds, &query, access.scope()))
         .await
         .map_err(ApiError::from_store)?;
     Ok(frame_response(&frame))
@@ -243,6 +303,7 @@ pub async fn snapshots(
 
 pub async fn changes(
     State(state): State<AppState>,
+    Extension(access): Extension<PeerAccess>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushAnswer>, ApiError> {
@@ -275,7 +336,7 @@ pub async fn changes(
     let origin = frame.sender;
     let entries = frame.entries;
     let report = store
-        .write(move |txn| txn.receive_changes(origin, entries, &kinds))
+        .write(move |txn| txn.receive_changes(origin, entries, &kinds, access.scope()))
         .await
         .map_err(|e| match e {
             ReceiveError::Store(e) => ApiError::from_store(e),

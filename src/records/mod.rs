@@ -10,6 +10,7 @@ pub mod history;
 mod input;
 pub mod projection;
 pub mod query;
+pub mod scope;
 pub mod search;
 pub mod value;
 pub mod view;
@@ -152,6 +153,10 @@ impl Records {
 
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    pub fn shared_schema(&self) -> Arc<Schema> {
+        self.schema.clone()
     }
 
     pub fn identity(&self) -> &crm_sync::NodeIdentity {

@@ -114,6 +114,10 @@ pub struct PushAnswer {
     pub held: u64,
     pub released: u64,
     pub documents: u64,
+    /// Changes refused: their records are outside the pushing peer's
+    /// scope. The rest of the batch applied.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 impl PushAnswer {
@@ -125,6 +129,7 @@ impl PushAnswer {
             held: report.held,
             released: report.released,
             documents: report.documents,
+            rejected: report.rejected,
         }
     }
 }
@@ -158,6 +163,10 @@ impl Transport for HttpTransport {
         if let Some(kinds) = &query.kinds {
             params.push(("kinds", kinds.iter().cloned().collect::<Vec<_>>().join(",")));
         }
+        if !query.ids.is_empty() {
+            let ids: Vec<String> = query.ids.iter().map(ToString::to_string).collect();
+            params.push(("ids", ids.join(",")));
+        }
         let request = self
             .request(reqwest::Method::GET, "snapshots")
             .query(&params)
@@ -188,6 +197,7 @@ impl Transport for HttpTransport {
                     held: answer.held,
                     released: answer.released,
                     documents: answer.documents,
+                    rejected: answer.rejected,
                 },
             },
             sent + text.len() as u64,

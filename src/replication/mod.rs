@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use http_transport::{parse_peer_url, HttpTransport};
+
+use crate::records::scope::ScopeSpec;
 pub use status::PeerStatus;
 
 /// How often the supervisor looks for peers added or removed by another
@@ -75,6 +77,9 @@ pub struct StepView {
     pub applied: u64,
     /// Changes held by the receiver until their dependencies arrive.
     pub held: u64,
+    /// Pushed changes the peer refused because their records are outside
+    /// the scope of the token it gave this node.
+    pub rejected: u64,
     /// Nothing is left to move in this direction.
     pub caught_up: bool,
 }
@@ -87,6 +92,7 @@ impl From<StepReport> for StepView {
             changes: s.changes,
             applied: s.applied,
             held: s.held,
+            rejected: s.rejected,
             caught_up: s.caught_up,
         }
     }
@@ -212,13 +218,22 @@ impl Replication {
         Ok(())
     }
 
-    pub async fn create_token(&self, name: &str) -> Result<String, ReplicationError> {
+    /// Issues a token; `scope` (a checked [`ScopeSpec`]) limits what the
+    /// peer holding it may see and change.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        scope: Option<&ScopeSpec>,
+    ) -> Result<String, ReplicationError> {
         check_peer_name(name)?;
         let name = name.to_owned();
+        let scope = scope.filter(|s| !s.is_everything()).map(ScopeSpec::to_json);
         Ok(self
             .inner
             .store
-            .write(move |txn| tokens::create(txn.conn(), &name, crate::clock::now_ms()))
+            .write(move |txn| {
+                tokens::create(txn.conn(), &name, scope.as_deref(), crate::clock::now_ms())
+            })
             .await?)
     }
 
@@ -235,8 +250,8 @@ impl Replication {
         Ok(())
     }
 
-    /// The name of the active token with this secret.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<String>, StoreError> {
+    /// The active token with this secret.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<tokens::Grant>, StoreError> {
         let secret = secret.to_owned();
         self.inner
             .store

@@ -29,6 +29,11 @@ pub(crate) const STORE_MIGRATIONS: &[Migration] = &[
         name: "replication: feed filters, held changes, peers, tokens",
         sql: include_str!("../migrations/0002_replication.sql"),
     },
+    Migration {
+        version: 3,
+        name: "scopes of access tokens",
+        sql: include_str!("../migrations/0003_token_scopes.sql"),
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

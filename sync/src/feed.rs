@@ -2,12 +2,12 @@
 //! snapshot pages, as frames. Range scans of `changes` and `docs` only; no
 //! document is loaded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection};
 
 use crate::frame::{Entry, Frame, FrameType, Sender};
-use crate::{DocId, StoreError};
+use crate::{DocId, DocScope, StoreError};
 
 /// A feed page holds at most this many payload bytes (plus one change).
 const PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -44,15 +44,45 @@ fn doc_id(raw: &str) -> Result<DocId, StoreError> {
     })
 }
 
-/// One page of the feed for `query`, sent by `me` who knows `my_kinds`.
-/// `through` is the last seq scanned, so a requester whose every change was
-/// filtered out still advances.
+/// Asks `scope` once per document of a page.
+struct ScopeMemo<'s> {
+    scope: Option<&'s dyn DocScope>,
+    seen: HashMap<DocId, bool>,
+}
+
+impl<'s> ScopeMemo<'s> {
+    fn new(scope: Option<&'s dyn DocScope>) -> Self {
+        ScopeMemo {
+            scope,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn admits(&mut self, conn: &Connection, doc: DocId, kind: &str) -> Result<bool, StoreError> {
+        let Some(scope) = self.scope else {
+            return Ok(true);
+        };
+        if let Some(&known) = self.seen.get(&doc) {
+            return Ok(known);
+        }
+        let admitted = scope.admits(conn, &doc, kind)?;
+        self.seen.insert(doc, admitted);
+        Ok(admitted)
+    }
+}
+
+/// One page of the feed for `query`, sent by `me` who knows `my_kinds`, of
+/// the documents inside `scope` (all without one). `through` is the last
+/// seq scanned, so a requester whose every change was filtered out still
+/// advances.
 pub fn read_feed(
     conn: &Connection,
     me: Sender,
     my_kinds: &KindSet,
     query: &FeedQuery,
+    scope: Option<&dyn DocScope>,
 ) -> Result<Frame, StoreError> {
+    let mut scope = ScopeMemo::new(scope);
     let latest = latest_seq(conn)?;
     let skip = query.requester.map(|s| s.to_bytes().to_vec());
     let mut stmt = conn.prepare_cached(
@@ -74,11 +104,15 @@ pub fn read_feed(
         if theirs || !wanted {
             continue;
         }
+        let doc = doc_id(&row.get::<_, String>(1)?)?;
+        if !scope.admits(conn, doc, &kind)? {
+            continue;
+        }
         let payload: Vec<u8> = row.get(5)?;
         bytes += payload.len();
         entries.push(Entry {
             seq,
-            doc: doc_id(&row.get::<_, String>(1)?)?,
+            doc,
             kind,
             payload,
         });
@@ -103,7 +137,14 @@ pub struct SnapshotQuery {
     pub after: Option<DocId>,
     pub limit: usize,
     pub kinds: Option<KindSet>,
+    /// Only these documents (those a peer holds changes of but lacks,
+    /// e.g. a record that has just entered its scope); `after` is then
+    /// ignored. Empty: every document.
+    pub ids: Vec<DocId>,
 }
+
+/// Most documents a snapshot query may name.
+pub const MAX_SNAPSHOT_IDS: usize = 100;
 
 /// One page of compacted documents in id order. `through` is the feed
 /// position read before the documents, so that following the feed from it
@@ -113,6 +154,7 @@ pub fn read_snapshots(
     me: Sender,
     my_kinds: &KindSet,
     query: &SnapshotQuery,
+    scope: Option<&dyn DocScope>,
 ) -> Result<Frame, StoreError> {
     let position = latest_seq(conn)?;
     let after = query.after.map(|d| d.to_string()).unwrap_or_default();
@@ -120,15 +162,35 @@ pub fn read_snapshots(
         .kinds
         .as_ref()
         .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
+    let ids = (!query.ids.is_empty()).then(|| {
+        serde_json::to_string(&query.ids.iter().map(DocId::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into())
+    });
+    // A scoped peer's page skips documents outside: scan until it is full.
+    let scan = if scope.is_some() {
+        -1
+    } else {
+        query.limit.max(1) as i64
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT id, kind, snapshot, tail FROM docs
-         WHERE id > ?1 AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
+         WHERE (CASE WHEN ?4 IS NULL THEN id > ?1 ELSE id IN (SELECT value FROM json_each(?4)) END)
+           AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
          ORDER BY id LIMIT ?3",
     )?;
-    let mut rows = stmt.query(params![after, kinds, query.limit.max(1) as i64])?;
+    let mut rows = stmt.query(params![after, kinds, scan, ids])?;
+    let mut scope = ScopeMemo::new(scope);
     let mut entries = Vec::new();
     let mut bytes = 0;
     while let Some(row) = rows.next()? {
+        if entries.len() >= query.limit.max(1) {
+            break;
+        }
+        let doc = doc_id(&row.get::<_, String>(0)?)?;
+        let kind: String = row.get(1)?;
+        if !scope.admits(conn, doc, &kind)? {
+            continue;
+        }
         // A saved document followed by change chunks loads as one document.
         let mut payload: Vec<u8> = row.get(2)?;
         let tail: Vec<u8> = row.get(3)?;
@@ -136,8 +198,8 @@ pub fn read_snapshots(
         bytes += payload.len();
         entries.push(Entry {
             seq: 0,
-            doc: doc_id(&row.get::<_, String>(0)?)?,
-            kind: row.get(1)?,
+            doc,
+            kind,
             payload,
         });
         if bytes >= PAGE_BYTES {

@@ -17,6 +17,7 @@ mod prepared;
 mod projector;
 mod receive;
 pub mod replicate;
+mod scope;
 mod stored_doc;
 pub mod tokens;
 mod writer;
@@ -32,6 +33,7 @@ pub use projector::{
     Deferred, DeferredWrite, DocRef, NoProjection, ProjectError, Projector, Rendered,
 };
 pub use receive::{held_count, prepare_snapshots, ApplyReport, PreparedSnapshot, ReceiveError};
+pub use scope::DocScope;
 pub use stored_doc::load_doc;
 pub use writer::{ChangeMeta, WriteTxn};
 

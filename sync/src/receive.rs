@@ -16,7 +16,7 @@ use crate::feed::KindSet;
 use crate::frame::{Entry, Sender};
 use crate::projector::{DocRef, Projector, Rendered};
 use crate::writer::{project, WriteTxn};
-use crate::{stored_doc, DocId, StoreError};
+use crate::{stored_doc, DocId, DocScope, StoreError};
 
 /// What a received batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub struct ApplyReport {
     pub released: u64,
     /// Documents that changed.
     pub documents: u64,
+    /// Changes refused because their document is outside the sender's
+    /// scope; the rest of the batch applied.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 impl ApplyReport {
@@ -40,6 +44,7 @@ impl ApplyReport {
         self.held += other.held;
         self.released += other.released;
         self.documents += other.documents;
+        self.rejected += other.rejected;
     }
 }
 
@@ -192,6 +197,7 @@ impl WriteTxn<'_> {
         origin: Sender,
         entries: Vec<Entry>,
         kinds: &KindSet,
+        scope: Option<&dyn DocScope>,
     ) -> Result<ApplyReport, ReceiveError> {
         let mut by_doc: Vec<(DocId, String, Vec<Change>)> = Vec::new();
         let mut slot: HashMap<DocId, usize> = HashMap::new();
@@ -228,9 +234,34 @@ impl WriteTxn<'_> {
         }
         let mut report = ApplyReport::default();
         for (doc, kind, changes) in by_doc {
+            if let Some(scope) = scope {
+                if !self.in_scope(scope, &doc, &kind, &changes)? {
+                    tracing::warn!(%doc, kind, changes = changes.len(), origin = %origin.node, "refused changes to a document outside the sender's scope");
+                    report.rejected += changes.len() as u64;
+                    continue;
+                }
+            }
             report.add(self.receive_doc_changes(doc, &kind, changes, Some(origin))?);
         }
         Ok(report)
+    }
+
+    /// Whether a scoped sender may change `doc`: a document stored here
+    /// must be inside its scope as it stands here; a new one, as the
+    /// sender's changes make it.
+    fn in_scope(
+        &mut self,
+        scope: &dyn DocScope,
+        doc: &DocId,
+        kind: &str,
+        changes: &[Change],
+    ) -> Result<bool, StoreError> {
+        if self.doc(doc)?.is_some() {
+            return scope.admits(self.conn, doc, kind);
+        }
+        let mut candidate = Automerge::new();
+        candidate.apply_changes(changes.iter().cloned())?;
+        scope.admits_new(self.conn, kind, &candidate)
     }
 
     /// Applies a page of compacted documents sent by `origin` (first sync),
@@ -573,6 +604,26 @@ pub fn held_count(conn: &Connection, origin: Option<Sender>) -> Result<i64, Stor
         params![origin.map(|o| o.to_bytes().to_vec())],
         |r| r.get(0),
     )?)
+}
+
+/// Documents this node holds changes of (received from `origin`) but does
+/// not have: their changes wait for the whole document, which a scoped peer
+/// sends only when asked (a record that entered the scope late).
+pub fn missing_docs(
+    conn: &Connection,
+    origin: Sender,
+    limit: usize,
+) -> Result<Vec<DocId>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT doc_id FROM held_changes
+         WHERE origin = ?1 AND doc_id NOT IN (SELECT id FROM docs) LIMIT ?2",
+    )?;
+    let ids = stmt
+        .query_map(params![origin.to_bytes().to_vec(), limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
 }
 
 fn now_ms() -> i64 {

@@ -95,6 +95,10 @@ pub struct StepReport {
     /// Of those, changes the other side did not have yet.
     pub applied: u64,
     pub held: u64,
+    /// Pushed changes the other side refused: their records are outside
+    /// the scope its token gives us.
+    #[serde(default)]
+    pub rejected: u64,
     /// Nothing more to move in this direction right now.
     pub caught_up: bool,
 }
@@ -104,9 +108,10 @@ impl StepReport {
         StepReport {
             requests,
             bytes,
-            changes: report.applied + report.duplicates + report.held,
+            changes: report.applied + report.duplicates + report.held + report.rejected,
             applied: report.applied,
             held: report.held,
+            rejected: report.rejected,
             caught_up,
         }
     }
@@ -117,6 +122,7 @@ impl StepReport {
         self.changes += other.changes;
         self.applied += other.applied;
         self.held += other.held;
+        self.rejected += other.rejected;
         self.caught_up = other.caught_up;
     }
 }
@@ -236,15 +242,55 @@ impl<T: Transport> Replicator<T> {
         let name = self.peer.clone();
         let kinds = self.kinds.clone();
         let caught_up = frame.through >= frame.latest;
+        let sender = frame.sender;
         let report = self
             .store
             .write(move |txn| {
-                let report = txn.receive_changes(frame.sender, frame.entries, &kinds)?;
+                let report = txn.receive_changes(frame.sender, frame.entries, &kinds, None)?;
                 peers::advance_pull(txn.conn(), &name, frame.sender, frame.through, frame.latest)?;
                 Ok::<_, ReceiveError>(report)
             })
             .await?;
-        Ok(StepReport::from_apply(report, 1, bytes, caught_up))
+        let mut step = StepReport::from_apply(report, 1, bytes, caught_up);
+        if report.held > 0 {
+            let copied = self.fetch_missing(sender).await?;
+            step.requests += copied.requests;
+            step.bytes += copied.bytes;
+            step.applied += copied.applied;
+        }
+        Ok(step)
+    }
+
+    /// Copies the documents whose changes `peer` sent but which are not
+    /// here: a peer that scopes what we see sends only the changes made
+    /// since a record entered the scope, and those need the document.
+    async fn fetch_missing(&self, peer: Sender) -> Result<StepReport, SyncError> {
+        let ids = self
+            .store
+            .read(move |conn| crate::receive::missing_docs(conn, peer, feed::MAX_SNAPSHOT_IDS))
+            .await?;
+        if ids.is_empty() {
+            return Ok(StepReport::default());
+        }
+        let query = SnapshotQuery {
+            after: None,
+            limit: ids.len(),
+            kinds: Some(self.kinds.clone()),
+            ids,
+        };
+        let SnapshotPage {
+            frame,
+            prepared,
+            bytes,
+            ..
+        } = self.fetch_prepared(query).await?;
+        let sender = frame.sender;
+        let report = self
+            .store
+            .write(move |txn| txn.receive_snapshots(sender, prepared))
+            .await?;
+        tracing::info!(peer = %self.peer, documents = report.documents, "copied documents whose changes arrived before them");
+        Ok(StepReport::from_apply(report, 1, bytes, true))
     }
 
     async fn pull_snapshot(&self, peer: Peer) -> Result<StepReport, SyncError> {
@@ -310,7 +356,14 @@ impl<T: Transport> Replicator<T> {
             after,
             limit: PAGE,
             kinds: Some(self.kinds.clone()),
+            ids: Vec::new(),
         };
+        self.fetch_prepared(query).await
+    }
+
+    /// Fetches the snapshot page `query` names, then loads and renders its
+    /// documents on every core.
+    async fn fetch_prepared(&self, query: SnapshotQuery) -> Result<SnapshotPage, SyncError> {
         let (mut frame, bytes) = self.transport.snapshots(&query).await?;
         if frame.frame_type != FrameType::Snapshots {
             return Err(SyncError::WrongFrame(frame.frame_type));
@@ -326,7 +379,7 @@ impl<T: Transport> Replicator<T> {
         .await
         .map_err(|e| StoreError::TaskFailed(e.to_string()))??;
         Ok(SnapshotPage {
-            after,
+            after: query.after,
             frame,
             bytes,
             last,
@@ -372,7 +425,7 @@ impl<T: Transport> Replicator<T> {
         };
         let frame = self
             .store
-            .read(move |conn| feed::read_feed(conn, me, &kinds, &query))
+            .read(move |conn| feed::read_feed(conn, me, &kinds, &query, None))
             .await?;
         let caught_up = frame.through >= frame.latest;
         let through = frame.through;
@@ -413,6 +466,11 @@ impl<T: Transport> Replicator<T> {
         self.store
             .write(move |txn| peers::advance_push(txn.conn(), &name, remote, through))
             .await?;
+        if reply.report.rejected > 0 {
+            // Not retried: the peer will refuse them as long as the records
+            // stay outside the scope its token gives us.
+            tracing::warn!(peer = %self.peer, rejected = reply.report.rejected, "the peer refused changes to records outside our scope");
+        }
         Ok(StepReport::from_apply(reply.report, 1, bytes, caught_up))
     }
 

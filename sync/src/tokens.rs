@@ -16,6 +16,16 @@ pub struct TokenInfo {
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// What the peer may see and change, as the node wrote it; `None`:
+    /// everything.
+    pub scope: Option<String>,
+}
+
+/// An active token a request presented.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub name: String,
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +50,23 @@ fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// Issues a token named `name` and returns its secret (shown once). A
-/// revoked token's name may be reused.
-pub fn create(conn: &Connection, name: &str, now_ms: i64) -> Result<String, TokenError> {
+/// Issues a token named `name` limited to `scope` (opaque here) and returns
+/// its secret (shown once). A revoked token's name may be reused.
+pub fn create(
+    conn: &Connection,
+    name: &str,
+    scope: Option<&str>,
+    now_ms: i64,
+) -> Result<String, TokenError> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
     let secret = format!("{PREFIX}{}", hex::encode(random));
     let stored = conn.execute(
-        "INSERT INTO access_tokens (name, digest, created_at) VALUES (?1, ?2, ?3)
+        "INSERT INTO access_tokens (name, digest, created_at, scope) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET digest = excluded.digest,
-             created_at = excluded.created_at, revoked_at = NULL
+             created_at = excluded.created_at, revoked_at = NULL, scope = excluded.scope
          WHERE access_tokens.revoked_at IS NOT NULL",
-        params![name, digest(&secret), now_ms],
+        params![name, digest(&secret), now_ms, scope],
     )?;
     if stored == 0 {
         return Err(TokenError::Exists(name.to_owned()));
@@ -60,14 +75,16 @@ pub fn create(conn: &Connection, name: &str, now_ms: i64) -> Result<String, Toke
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, created_at, revoked_at FROM access_tokens ORDER BY name")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, created_at, revoked_at, scope FROM access_tokens ORDER BY name",
+    )?;
     let tokens = stmt
         .query_map([], |r| {
             Ok(TokenInfo {
                 name: r.get(0)?,
                 created_at: r.get(1)?,
                 revoked_at: r.get(2)?,
+                scope: r.get(3)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -86,13 +103,20 @@ pub fn revoke(conn: &Connection, name: &str, now_ms: i64) -> Result<(), TokenErr
     Ok(())
 }
 
-/// The name of the active token whose secret this is.
-pub fn verify(conn: &Connection, secret: &str) -> Result<Option<String>, StoreError> {
+/// The active token whose secret this is.
+pub fn verify(conn: &Connection, secret: &str) -> Result<Option<Grant>, StoreError> {
     if !secret.starts_with(PREFIX) {
         return Ok(None);
     }
     Ok(conn
-        .prepare_cached("SELECT name FROM access_tokens WHERE digest = ?1 AND revoked_at IS NULL")?
-        .query_row(params![digest(secret)], |r| r.get(0))
+        .prepare_cached(
+            "SELECT name, scope FROM access_tokens WHERE digest = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row(params![digest(secret)], |r| {
+            Ok(Grant {
+                name: r.get(0)?,
+                scope: r.get(1)?,
+            })
+        })
         .optional()?)
 }

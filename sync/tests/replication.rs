@@ -89,14 +89,14 @@ async fn feed_page(store: &Store, since: i64, limit: usize) -> Frame {
 async fn read_feed(store: &Store, query: FeedQuery) -> Frame {
     let me = store.sender();
     store
-        .read(move |conn| feed::read_feed(conn, me, &kinds(), &query))
+        .read(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
         .await
         .expect("feed reads")
 }
 
 async fn receive(store: &Store, frame: Frame) -> Result<crm_sync::ApplyReport, ReceiveError> {
     store
-        .write(move |txn| txn.receive_changes(frame.sender, frame.entries, &kinds()))
+        .write(move |txn| txn.receive_changes(frame.sender, frame.entries, &kinds(), None))
         .await
 }
 
@@ -285,7 +285,7 @@ impl Transport for LocalPeer {
         let query = request.query.clone();
         let frame = self
             .store
-            .read(move |conn| feed::read_feed(conn, me, &kinds(), &query))
+            .read(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         wire(frame)
@@ -296,7 +296,7 @@ impl Transport for LocalPeer {
         let query = query.clone();
         let frame = self
             .store
-            .read(move |conn| feed::read_snapshots(conn, me, &kinds(), &query))
+            .read(move |conn| feed::read_snapshots(conn, me, &kinds(), &query, None))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         wire(frame)

@@ -170,7 +170,14 @@ impl Cluster {
 /// Issues a token on `node` with `crm-node token create` and returns the
 /// secret from the last line of its output.
 pub async fn issue_token(node: &TestNode, name: &str) -> String {
-    let (ok, stdout, stderr) = node.cli(&["token", "create", name]).await;
+    issue_scoped_token(node, name, &[]).await
+}
+
+/// Issues a token limited by `scope` (`--kinds`/`--filter` arguments).
+pub async fn issue_scoped_token(node: &TestNode, name: &str, scope: &[&str]) -> String {
+    let mut args = vec!["token", "create", name];
+    args.extend_from_slice(scope);
+    let (ok, stdout, stderr) = node.cli(&args).await;
     assert!(ok, "token create failed: {stdout}\n{stderr}");
     stdout
         .lines()

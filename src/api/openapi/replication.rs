@@ -272,6 +272,13 @@ fn snapshots() -> OperationBuilder {
     ))
     .parameter(limit_param(10_000, "Documents per page."))
     .parameter(kinds_param())
+    .parameter(query(
+        "ids",
+        string().pattern(Some(
+            "^[0-9a-fA-F-]{36}(,[0-9a-fA-F-]{36}){0,99}$",
+        )),
+        "Only these documents (comma-separated ids, at most 100); `after` is then ignored. A peer asks for documents whose changes reached it before them.",
+    ))
     .response("200", frame_response("A frame of documents."))
 }
 
