@@ -116,6 +116,8 @@ async fn refused(node: &TestNode, peer: &str) -> String {
     let status = peer_status(node, peer).await;
     let last_error = status["last_error"].as_str().unwrap_or_default().to_owned();
     assert!(last_error.contains("certificate"), "{status}");
+    // Reachable but not trusted: a configuration problem, not a bad line.
+    assert_eq!(status["state"], json!("failing"), "{status}");
     last_error
 }
 
