@@ -39,6 +39,9 @@ pub enum Command {
     /// Replace the node's database with a backup and give the node a new
     /// epoch. The node must be stopped.
     Restore(RestoreArgs),
+    /// Certificates for serving HTTPS.
+    #[command(subcommand)]
+    Tls(TlsCommand),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -114,6 +117,25 @@ pub enum PeerCommand {
     /// Stop replicating with a peer.
     Remove {
         name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a private CA and a node certificate signed by it in DATA/tls/,
+    /// and print the config lines that use them. For trying HTTPS; in
+    /// production use the company's CA or a reverse proxy.
+    SelfSigned {
+        /// A DNS name the node is reached by (repeatable); `localhost` is
+        /// always included.
+        #[arg(long)]
+        name: Vec<String>,
+        /// An IP address the node is reached by (repeatable); 127.0.0.1 is
+        /// always included.
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
         #[command(flatten)]
         data: DataArg,
     },

@@ -1,6 +1,6 @@
 //! The subcommands other than `serve`: tokens, peers, a sync round, backup
-//! and restore. Each works on a data folder, whether or not a node serves
-//! it at the moment.
+//! and restore, certificates. Each works on a data folder, whether or not a
+//! node serves it at the moment.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::{
-    BackupArgs, ExportArgs, ImportArgs, PeerCommand, RestoreArgs, SyncArgs, TokenCommand,
+    BackupArgs, ExportArgs, ImportArgs, PeerCommand, RestoreArgs, SyncArgs, TlsCommand,
+    TokenCommand,
 };
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
@@ -21,6 +22,13 @@ async fn open(data: &Path) -> anyhow::Result<Node> {
     Node::open(data, config, false)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))
+}
+
+/// A client for the node serving `data` (it may serve HTTPS with a private
+/// CA: the node's config says which certificates to trust).
+fn local_client(data: &Path) -> anyhow::Result<reqwest::Client> {
+    let config = Config::load(data, Overrides::default())?;
+    Ok(crate::tls::local_client(data, &config)?)
 }
 
 fn when(ms: i64) -> String {
@@ -129,7 +137,10 @@ fn describe(step: &StepView) -> String {
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     let results = match serving_url(&args.data.data)? {
-        Some(url) => sync_through(&url, args.peer.as_deref()).await?,
+        Some(url) => {
+            let client = local_client(&args.data.data)?;
+            sync_through(&client, &url, args.peer.as_deref()).await?
+        }
         None => {
             let node = open(&args.data.data).await?;
             let results = node
@@ -170,12 +181,16 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 
 /// Asks the node serving the folder to run the round: only its writer may
 /// apply changes while it runs.
-async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<RoundResult>> {
+async fn sync_through(
+    client: &reqwest::Client,
+    url: &str,
+    peer: Option<&str>,
+) -> anyhow::Result<Vec<RoundResult>> {
     #[derive(serde::Deserialize)]
     struct Answer {
         results: Vec<RoundResult>,
     }
-    let response = reqwest::Client::new()
+    let response = client
         .post(format!("{url}/api/v1/sync/run"))
         .json(&serde_json::json!({ "peer": peer }))
         .timeout(Duration::from_secs(3600))
@@ -265,7 +280,7 @@ async fn import_through(
 ) -> anyhow::Result<Result<u64, (serde_json::Value, u64)>> {
     let mut query: Vec<(&str, String)> = args.map.iter().map(|m| ("map", m.clone())).collect();
     query.push(("dry_run", args.dry_run.to_string()));
-    let response = reqwest::Client::new()
+    let response = local_client(&args.data.data)?
         .post(format!("{url}/api/v1/import/{}", args.kind))
         .query(&query)
         .header(reqwest::header::CONTENT_TYPE, "text/csv")
@@ -296,7 +311,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(file);
     match serving_url(&args.data.data)? {
         Some(url) => {
-            let mut response = reqwest::Client::new()
+            let mut response = local_client(&args.data.data)?
                 .get(format!("{url}/api/v1/export/{}", args.kind))
                 .send()
                 .await
@@ -405,5 +420,27 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         args.src.display(),
         epoch.0
     );
+    Ok(())
+}
+
+pub fn tls(command: TlsCommand) -> anyhow::Result<()> {
+    match command {
+        TlsCommand::SelfSigned { name, ip, data } => {
+            let written = crate::tls::self_signed::write(&data.data, &name, &ip)?;
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "Add these lines to {} (paths are relative to the data folder):\n",
+                data.data.join(crate::config::CONFIG_FILE).display()
+            );
+            print!("{}", written.config);
+            println!(
+                "\nPeers that connect to this node need tls/ca.crt in their peer_ca \
+                 (concatenate several CA files into one bundle). Keep ca.key private, or \
+                 delete it: it signs certificates every holder of ca.crt trusts."
+            );
+        }
+    }
     Ok(())
 }

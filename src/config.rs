@@ -43,6 +43,18 @@ pub struct Config {
     /// Shifts this node's clock by this many seconds. For testing that
     /// replication does not depend on clocks; leave at 0.
     pub clock_offset_secs: i64,
+    /// PEM certificate chain to serve HTTPS with (the node's certificate
+    /// first); relative to the data folder. Goes with `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`; relative to the data folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of extra CA certificates that peers' certificates are
+    /// verified against, besides the public web roots; relative to the data
+    /// folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -59,6 +71,9 @@ impl Default for Config {
             kinds_dir: None,
             clock_offset_secs: 0,
             auto_sync: true,
+            tls_cert: None,
+            tls_key: None,
+            peer_ca: None,
         }
     }
 }
@@ -96,6 +111,9 @@ impl Config {
                 "kinds_dir",
                 "clock_offset_secs",
                 "auto_sync",
+                "tls_cert",
+                "tls_key",
+                "peer_ca",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -122,6 +140,15 @@ impl Config {
         }
         if self.read_connections == 0 {
             return invalid("read_connections must be at least 1");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return invalid("tls_cert is set but tls_key is not: give both (PEM files) to serve HTTPS, or neither")
+            }
+            (None, Some(_)) => {
+                return invalid("tls_key is set but tls_cert is not: give both (PEM files) to serve HTTPS, or neither")
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -197,6 +224,8 @@ mod tests {
                 ("cache_capacity = 0", "cache_capacity"),
                 ("colour = \"red\"", "colour"),
                 ("listen = \"nowhere\"", "listen"),
+                ("tls_cert = \"node.crt\"", "tls_key"),
+                ("tls_key = \"node.key\"", "tls_cert"),
             ] {
                 jail.create_file(CONFIG_FILE, text)?;
                 let error = Config::load(&dir, Overrides::default())

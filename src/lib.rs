@@ -12,3 +12,4 @@ pub mod node;
 pub mod records;
 pub mod replication;
 pub mod running;
+pub mod tls;

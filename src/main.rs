@@ -1,6 +1,6 @@
 //! crm-node: parse the command line, load the configuration, run.
 
-use crm_node::{cli, clock, commands, config, node, running};
+use crm_node::{cli, clock, commands, config, node, running, tls};
 
 use anyhow::Context;
 use clap::Parser;
@@ -51,6 +51,10 @@ fn main() -> anyhow::Result<()> {
             quiet_logging();
             commands::restore(args)
         }
+        Command::Tls(c) => {
+            quiet_logging();
+            commands::tls(c)
+        }
     }
 }
 
@@ -75,6 +79,8 @@ fn init_logging(filter: &str) {
 
 async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    // Certificate files are checked before anything else starts.
+    let tls = tls::server_config(&data, &config)?;
     let lock = running::ServeLock::acquire(&data)?;
     clock::set_offset_secs(config.clock_offset_secs);
     let node = node::Node::open(&data, config, true)
@@ -83,14 +89,20 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let endpoint = match tls {
+        Some(tls) => node::Endpoint::Https(
+            tls::listener::TlsListener::new(listener, tls).context("starting HTTPS")?,
+        ),
+        None => node::Endpoint::Http(listener),
+    };
+    let url = endpoint.url().context("reading the bound address")?;
     // The one line on stdout: scripts and tests read the address from it.
-    println!("crm-node listening on http://{addr}");
-    lock.publish(&format!("http://{addr}"))?;
-    tracing::info!(%addr, "serving");
+    println!("crm-node listening on {url}");
+    lock.publish(&url)?;
+    tracing::info!(%url, "serving");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    node.serve(listener, shutdown).await?;
+    node.serve(endpoint, shutdown).await?;
     drop(lock);
     tracing::info!("stopped cleanly");
     Ok(())

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::Listener;
+use axum::Router;
 use crm_schema::Schema;
 use crm_sync::{Migration, Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -15,6 +17,8 @@ use crate::config::{database_path, Config};
 use crate::records::projection::{self, RecordProjector, SetupError};
 use crate::records::Records;
 use crate::replication::{Replication, ReplicationError};
+use crate::tls::listener::TlsListener;
+use crate::tls::{PeerTrust, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -28,6 +32,24 @@ pub enum NodeError {
     Replication(#[from] ReplicationError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Where the node answers: plain HTTP, or HTTPS with `tls_cert`.
+pub enum Endpoint {
+    Http(TcpListener),
+    Https(TlsListener),
+}
+
+impl Endpoint {
+    /// The base URL, as printed on stdout and published in `serve.url`.
+    pub fn url(&self) -> std::io::Result<String> {
+        Ok(match self {
+            Endpoint::Http(listener) => format!("http://{}", listener.local_addr()?),
+            Endpoint::Https(listener) => format!("https://{}", listener.local_addr()?),
+        })
+    }
 }
 
 pub struct Node {
@@ -91,7 +113,8 @@ impl Node {
             .iter()
             .map(|k| k.collection.clone())
             .collect();
-        let replication = Replication::new(store.clone(), kinds)?;
+        let peer_trust = PeerTrust::load(data_dir, &config)?;
+        let replication = Replication::new(store.clone(), kinds, &peer_trust)?;
         let records = Records::new(store.clone(), schema, projector);
         Ok(Node {
             store,
@@ -118,7 +141,7 @@ impl Node {
     /// in-flight requests and closes the store.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        endpoint: Endpoint,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
         let app = api::router(
@@ -141,9 +164,10 @@ impl Node {
             self.store.clone(),
             shutdown.clone(),
         ));
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let result = match endpoint {
+            Endpoint::Http(listener) => serve_until(listener, app, &shutdown).await,
+            Endpoint::Https(listener) => serve_until(listener, app, &shutdown).await,
+        };
         shutdown.cancel();
         if let Some(workers) = workers {
             if workers.await.is_err() {
@@ -153,6 +177,21 @@ impl Node {
         self.store.close().await;
         result.map_err(NodeError::from)
     }
+}
+
+/// Serves until `shutdown`, then lets in-flight requests finish.
+async fn serve_until<L>(
+    listener: L,
+    app: Router,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
 }
 
 /// How often the query planner's statistics are refreshed while serving:

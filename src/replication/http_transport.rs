@@ -90,13 +90,40 @@ fn unreachable(e: reqwest::Error) -> TransportError {
     // reqwest's Display hides the cause ("error sending request"); the
     // chain says what happened (refused, timed out, TLS).
     let mut message = e.to_string();
+    let mut certificate_refused = false;
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());
+        certificate_refused |= is_certificate_error(cause);
         source = cause.source();
     }
-    TransportError::Unreachable(message)
+    if certificate_refused {
+        TransportError::Untrusted(message)
+    } else {
+        TransportError::Unreachable(message)
+    }
+}
+
+/// Whether `cause` is rustls refusing the peer's certificate. The rustls
+/// error arrives wrapped in `io::Error`s (by tokio-rustls, then
+/// hyper-rustls), whose `source()` skips what they wrap, so they are
+/// unwrapped here.
+fn is_certificate_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_rustls::rustls;
+    let mut current = cause;
+    loop {
+        if let Some(error) = current.downcast_ref::<rustls::Error>() {
+            return matches!(error, rustls::Error::InvalidCertificate(_));
+        }
+        match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => current = inner,
+            None => return false,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -19,6 +19,7 @@ use crm_sync::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::PeerTrust;
 use http_transport::{parse_peer_url, HttpTransport};
 
 use crate::records::scope::ScopeSpec;
@@ -141,10 +142,18 @@ fn check_peer_name(name: &str) -> Result<(), ReplicationError> {
 }
 
 impl Replication {
-    pub fn new(store: Store, kinds: KindSet) -> Result<Replication, ReplicationError> {
-        let client = reqwest::Client::builder()
+    /// `trust`: the `peer_ca` certificates peers may also chain to.
+    pub fn new(
+        store: Store,
+        kinds: KindSet,
+        trust: &PeerTrust,
+    ) -> Result<Replication, ReplicationError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("crm-node/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("crm-node/", env!("CARGO_PKG_VERSION")));
+        let client = trust
+            .apply(builder)
+            .map_err(|e| ReplicationError::Invalid(e.to_string()))?
             .build()
             .map_err(|e| ReplicationError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Replication {

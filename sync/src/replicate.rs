@@ -39,6 +39,11 @@ pub struct PushReply {
 pub enum TransportError {
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// The peer answered but could not prove who it is (e.g. a TLS
+    /// certificate no trusted CA issued): retrying will not help until the
+    /// configuration changes.
+    #[error("peer not trusted: {0}")]
+    Untrusted(String),
     #[error("peer refused the request ({status}): {detail}")]
     Refused { status: u16, detail: String },
     #[error("peer answered something unreadable: {0}")]

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -159,13 +160,23 @@ impl TestNode {
         node
     }
 
+    /// Starts a node on `data`, which already holds a `crm-node.toml` that
+    /// serves HTTPS with a certificate issued by the CA `ca_pem`; the
+    /// harness's client trusts that CA.
+    pub async fn start_tls(data: TempDir, name: &str, ca_pem: &str) -> TestNode {
+        let mut node = TestNode::new(data, name);
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("the test CA is PEM");
+        node.client = client_builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("build an HTTPS client");
+        node.spawn().await;
+        node
+    }
+
     fn new(data: TempDir, name: &str) -> TestNode {
         let logs = TempDir::new().expect("create a temporary log directory");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("build an HTTP client");
+        let client = client_builder().build().expect("build an HTTP client");
         TestNode {
             data,
             logs,
@@ -182,8 +193,9 @@ impl TestNode {
     pub async fn restart_same_port(&mut self) {
         self.listen = self
             .base_url
-            .strip_prefix("http://")
+            .split_once("://")
             .expect("the node has run before")
+            .1
             .to_owned();
         self.restart().await;
     }
@@ -191,24 +203,8 @@ impl TestNode {
     /// Runs `crm-node ARGS --data DIR` (a tool subcommand on this node's
     /// data folder) and returns its exit status, stdout and stderr.
     pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_crm-node"))
-            .args(args)
-            .arg("--data")
-            .arg(self.data.path())
-            .env_remove("CRM_DATA")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(120), output)
-            .await
-            .expect("the crm-node tool finished within 2 minutes")
-            .expect("run the crm-node tool");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let data = [OsStr::new("--data"), self.data.path().as_os_str()];
+        run_crm_node(args.iter().map(OsStr::new).chain(data)).await
     }
 
     /// Starts the process again on the same data directory (on a new port).
@@ -306,6 +302,7 @@ impl TestNode {
         };
         let port = url
             .strip_prefix("http://127.0.0.1:")
+            .or_else(|| url.strip_prefix("https://127.0.0.1:"))
             .and_then(|p| p.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("listening line names no loopback port: {url:?}"));
         assert_ne!(port, 0, "node reported port 0");
@@ -404,6 +401,38 @@ impl Drop for TestNode {
             let _ = child.start_kill();
         }
     }
+}
+
+/// Runs `crm-node ARGS` to its end (a tool, or a start-up that must fail)
+/// and returns its exit status, stdout and stderr.
+pub async fn run_crm_node<I, S>(args: I) -> (bool, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let output = Command::new(env!("CARGO_BIN_EXE_crm-node"))
+        .args(args)
+        .env_remove("CRM_DATA")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the crm-node tool finished within 2 minutes")
+        .expect("run the crm-node tool");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The harness's client settings: no proxy, a bounded wait.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
 }
 
 /// Sends `request` and reads the whole response; transport errors are
