@@ -34,6 +34,8 @@ pub enum Mode {
     Patch,
 }
 
+/// Every member of `body` checked against `kind`'s fields: the values to
+/// write, or every problem found (not only the first).
 pub fn parse_body(
     kind: &KindDef,
     body: &Map<String, Json>,

@@ -7,7 +7,8 @@ mod checks;
 pub mod csv_io;
 pub mod document;
 pub mod history;
-mod input;
+/// Public so that the fuzz targets (`fuzz/`) can check bodies without HTTP.
+pub mod input;
 pub mod projection;
 pub mod query;
 pub mod scope;

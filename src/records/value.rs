@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use crm_schema::{Check, DefaultValue, FieldDef, FieldType};
 use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value as Json};
@@ -131,7 +131,10 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| "must be a date YYYY-MM-DD".to_owned())?;
-    if s.len() != 10 {
+    // Only the form a date is shown in: chrono also reads signed years, so
+    // "-999-01-01" would be stored, shown as "-0999-01-01" and then refused
+    // when a client sends the record back.
+    if s.len() != 10 || date.format("%Y-%m-%d").to_string() != s {
         return Err("must be a date YYYY-MM-DD".into());
     }
     Ok(date)
@@ -139,8 +142,13 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 
 pub fn parse_datetime(s: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(s)
+        .ok()
+        // An instant is shown in UTC, and an offset can move one at the edge
+        // of year 0 or 9999 to a year RFC 3339 cannot write: it would be
+        // stored and then refused when a client sends the record back.
+        .filter(|t| (0..=9999).contains(&t.to_utc().year()))
         .map(|t| t.timestamp_millis())
-        .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z".to_owned())
+        .ok_or_else(|| "must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z".to_owned())
 }
 
 fn parse_money(input: &Json) -> Result<FieldValue, String> {
@@ -299,6 +307,9 @@ mod tests {
             ),
             ("type = \"enum\"\nvalues = [\"a\"]", json!("b"), Err(())),
             ("type = \"date\"", json!("2026-02-30"), Err(())),
+            // Signed years read by chrono but not shown the same way.
+            ("type = \"date\"", json!("-999-01-01"), Err(())),
+            ("type = \"date\"", json!("+999-01-01"), Err(())),
             (
                 "type = \"date\"",
                 json!("2026-02-28"),
@@ -308,6 +319,17 @@ mod tests {
                 "type = \"datetime\"",
                 json!("2026-01-01T00:00:00Z"),
                 Ok(Some(FieldValue::DateTime(1_767_225_600_000))),
+            ),
+            // Offsets that move the instant out of years 0000..=9999 in UTC.
+            (
+                "type = \"datetime\"",
+                json!("0000-01-01T00:30:00+01:00"),
+                Err(()),
+            ),
+            (
+                "type = \"datetime\"",
+                json!("9999-12-31T23:30:00-01:00"),
+                Err(()),
             ),
             (
                 "type = \"money\"",
