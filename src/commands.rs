@@ -12,14 +12,34 @@ use crate::cli::{
 };
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
+use crate::records::Author;
 use crate::replication::{RoundResult, StepView};
-use crate::running::serving_url;
+use crate::running::{serving, serving_url, Serving};
 
 async fn open(data: &Path) -> anyhow::Result<Node> {
     let config = Config::load(data, Overrides::default())?;
     Node::open(data, config, false)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))
+}
+
+/// A request to the node serving the folder, as the admin session it
+/// published for its tools (`DATA/serve.token`).
+fn through(node: &Serving, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let request = reqwest::Client::new().request(method, format!("{}{path}", node.url));
+    match &node.token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// Who a tool writes as without a running node: the node's (oldest)
+/// active admin user, or the node itself when it has none yet.
+async fn local_author(node: &Node) -> anyhow::Result<Author> {
+    Ok(match node.auth().local_admin().await? {
+        Some(admin) => admin.author(),
+        None => Author::system(),
+    })
 }
 
 fn when(ms: i64) -> String {
@@ -115,8 +135,8 @@ fn describe(step: &StepView) -> String {
 }
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    let results = match serving_url(&args.data.data)? {
-        Some(url) => sync_through(&url, args.peer.as_deref()).await?,
+    let results = match serving(&args.data.data)? {
+        Some(node) => sync_through(&node, args.peer.as_deref()).await?,
         None => {
             let node = open(&args.data.data).await?;
             let results = node
@@ -157,13 +177,13 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 
 /// Asks the node serving the folder to run the round: only its writer may
 /// apply changes while it runs.
-async fn sync_through(url: &str, peer: Option<&str>) -> anyhow::Result<Vec<RoundResult>> {
+async fn sync_through(node: &Serving, peer: Option<&str>) -> anyhow::Result<Vec<RoundResult>> {
     #[derive(serde::Deserialize)]
     struct Answer {
         results: Vec<RoundResult>,
     }
-    let response = reqwest::Client::new()
-        .post(format!("{url}/api/v1/sync/run"))
+    let url = &node.url;
+    let response = through(node, reqwest::Method::POST, "/api/v1/sync/run")
         .json(&serde_json::json!({ "peer": peer }))
         .timeout(Duration::from_secs(3600))
         .send()
@@ -182,21 +202,22 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let csv =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let started = std::time::Instant::now();
-    let outcome = match serving_url(&args.data.data)? {
-        Some(url) => import_through(&url, &args, csv).await?,
+    let outcome = match serving(&args.data.data)? {
+        Some(node) => import_through(&node, &args, csv).await?,
         None => {
             let node = open(&args.data.data).await?;
             let map = crate::records::csv_io::ColumnMap::parse(&args.map)?;
-            let result = node
-                .records()
-                .import_csv(
-                    &args.kind,
-                    csv.into(),
-                    map,
-                    args.dry_run,
-                    &crate::records::Author::local(),
-                )
-                .await;
+            let result = match local_author(&node).await {
+                Ok(author) => {
+                    node.records()
+                        .import_csv(&args.kind, csv.into(), map, args.dry_run, &author)
+                        .await
+                }
+                Err(e) => {
+                    node.close().await;
+                    return Err(e);
+                }
+            };
             node.close().await;
             match result {
                 Ok(n) => Ok(n),
@@ -246,21 +267,25 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
 
 /// Imports through the running node; `Err` carries the rejected rows.
 async fn import_through(
-    url: &str,
+    node: &Serving,
     args: &ImportArgs,
     csv: Vec<u8>,
 ) -> anyhow::Result<Result<u64, (serde_json::Value, u64)>> {
     let mut query: Vec<(&str, String)> = args.map.iter().map(|m| ("map", m.clone())).collect();
     query.push(("dry_run", args.dry_run.to_string()));
-    let response = reqwest::Client::new()
-        .post(format!("{url}/api/v1/import/{}", args.kind))
-        .query(&query)
-        .header(reqwest::header::CONTENT_TYPE, "text/csv")
-        .body(csv)
-        .timeout(Duration::from_secs(3600))
-        .send()
-        .await
-        .with_context(|| format!("sending the file to the running node at {url}"))?;
+    let url = &node.url;
+    let response = through(
+        node,
+        reqwest::Method::POST,
+        &format!("/api/v1/import/{}", args.kind),
+    )
+    .query(&query)
+    .header(reqwest::header::CONTENT_TYPE, "text/csv")
+    .body(csv)
+    .timeout(Duration::from_secs(3600))
+    .send()
+    .await
+    .with_context(|| format!("sending the file to the running node at {url}"))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.context("reading the answer")?;
     if status.is_success() {
@@ -281,13 +306,17 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let file = std::fs::File::create(&args.file)
         .with_context(|| format!("creating {}", args.file.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    match serving_url(&args.data.data)? {
-        Some(url) => {
-            let mut response = reqwest::Client::new()
-                .get(format!("{url}/api/v1/export/{}", args.kind))
-                .send()
-                .await
-                .with_context(|| format!("asking the running node at {url}"))?;
+    match serving(&args.data.data)? {
+        Some(node) => {
+            let url = &node.url;
+            let mut response = through(
+                &node,
+                reqwest::Method::GET,
+                &format!("/api/v1/export/{}", args.kind),
+            )
+            .send()
+            .await
+            .with_context(|| format!("asking the running node at {url}"))?;
             if !response.status().is_success() {
                 bail!("the node refused the export ({})", response.status());
             }

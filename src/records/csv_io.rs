@@ -201,7 +201,7 @@ fn export_cell(value: &Json) -> String {
 /// The export's header: id, every field, then the times.
 pub fn export_header(kind: &KindDef) -> Vec<String> {
     let mut header = vec!["id".to_owned()];
-    header.extend(kind.fields.iter().map(|f| f.name.clone()));
+    header.extend(kind.shown_fields().map(|f| f.name.clone()));
     header.extend(["created_at".to_owned(), "updated_at".to_owned()]);
     header
 }

@@ -221,7 +221,8 @@ fn scalar_to_field(
             | FieldType::Email
             | FieldType::Phone
             | FieldType::Enum
-            | FieldType::Reference,
+            | FieldType::Reference
+            | FieldType::Password,
             ScalarValue::Str(s),
         ) => FieldValue::Str(s.to_string()),
         (FieldType::Integer, ScalarValue::Int(i)) => FieldValue::Int(*i),
@@ -257,7 +258,7 @@ pub struct ConflictValue {
 /// member by member and so are never in conflict here.
 pub fn conflicts(doc: &Automerge, kind: &KindDef) -> Vec<(String, Vec<ConflictValue>)> {
     let mut found = Vec::new();
-    for field in &kind.fields {
+    for field in kind.shown_fields() {
         if matches!(field.ty, FieldType::Text | FieldType::Set) {
             continue;
         }

@@ -18,8 +18,12 @@ pub struct HistoryEntry {
     pub at: String,
     /// The node that made it.
     pub node: Option<String>,
-    /// The user who made it.
+    /// The id of the user who made it.
     pub user: Option<String>,
+    /// That user's login, when the user's record is known here.
+    pub login: Option<String>,
+    /// That user's display name, when known here.
+    pub display_name: Option<String>,
     pub fields: Vec<FieldChange>,
 }
 
@@ -30,6 +34,10 @@ pub struct FieldChange {
     pub from: Json,
     /// The value after.
     pub to: Json,
+    /// True when the field is secret (a password): it changed, but its
+    /// values are not shown (`from` and `to` are null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<bool>,
 }
 
 /// Oldest first, in causal order.
@@ -43,13 +51,24 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
             for field in &kind.fields {
                 let from = read_field(doc, field, At::Heads(before));
                 let to = read_field(doc, field, At::Heads(after));
-                if from != to {
-                    fields.push(FieldChange {
+                if from == to {
+                    continue;
+                }
+                fields.push(if field.is_secret() {
+                    FieldChange {
+                        field: field.name.clone(),
+                        from: Json::Null,
+                        to: Json::Null,
+                        secret: Some(true),
+                    }
+                } else {
+                    FieldChange {
                         field: field.name.clone(),
                         from: from.map_or(Json::Null, |v| v.to_json()),
                         to: to.map_or(Json::Null, |v| v.to_json()),
-                    });
-                }
+                        secret: None,
+                    }
+                });
             }
             let (was, is) = (
                 read_deleted(doc, At::Heads(before)),
@@ -60,6 +79,7 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
                     field: DELETED.into(),
                     from: was.into(),
                     to: is.into(),
+                    secret: None,
                 });
             }
             HistoryEntry {
@@ -67,6 +87,8 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
                 at: format_datetime(meta.timestamp),
                 node: node_of_actor(&meta.actor).map(|n| n.to_string()),
                 user: meta.message.map(|m| m.into_owned()),
+                login: None,
+                display_name: None,
                 fields,
             }
         })

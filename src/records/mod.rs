@@ -8,6 +8,7 @@ pub mod csv_io;
 pub mod document;
 pub mod history;
 mod input;
+pub mod password;
 pub mod projection;
 pub mod query;
 pub mod search;
@@ -44,6 +45,12 @@ pub enum RecordError {
     VersionMismatch,
     #[error("the record does not pass validation")]
     Invalid(Vec<FieldError>),
+    #[error("another {collection} record has {field} {value:?}")]
+    Duplicate {
+        collection: String,
+        field: String,
+        value: String,
+    },
     #[error("{count} rows do not pass validation; nothing was imported")]
     ImportRejected {
         rejected: Vec<csv_io::RowError>,
@@ -76,15 +83,19 @@ impl Versioned {
     }
 }
 
-/// Who is writing, for the change's metadata.
+/// The kind whose records are the API's users (see `auth`): history
+/// resolves change authors against it.
+pub const USERS: &str = "users";
+
+/// Who is writing, for the change's metadata: a user's record id.
 #[derive(Debug, Clone)]
 pub struct Author(pub String);
 
 impl Author {
-    /// Who writes until users and sessions exist: every change, from the API
-    /// or the CLI, is attributed to this user id.
-    pub fn local() -> Author {
-        Author("local".to_owned())
+    /// The node itself, for what it writes before any user exists (the
+    /// first admin user).
+    pub fn system() -> Author {
+        Author("system".to_owned())
     }
 
     fn meta(&self) -> ChangeMeta {
@@ -179,7 +190,7 @@ impl Records {
         author: &Author,
     ) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
-        let assignments = parse_body(&kind, &body, Mode::Create).map_err(RecordError::Invalid)?;
+        let assignments = parse_off_runtime(&kind, body, Mode::Create).await?;
         let errors = check_rules(&kind, |name| assigned(&kind, &assignments, name).flatten());
         if !errors.is_empty() {
             return Err(RecordError::Invalid(errors));
@@ -198,6 +209,9 @@ impl Records {
         self.store
             .write(move |txn| {
                 check_references(txn, &schema, &kind, &assignments)?;
+                check_unique(txn, &kind, None, |name| {
+                    assigned(&kind, &assignments, name).flatten()
+                })?;
                 txn.insert_prepared(prepared, Some(Box::new(rows)))?;
                 Ok::<_, RecordError>(())
             })
@@ -216,6 +230,15 @@ impl Records {
             .map(Versioned::from_json)
     }
 
+    /// The record as stored, deleted or not.
+    pub async fn get_any(&self, collection: &str, id: &str) -> Result<Json, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        self.store
+            .read(move |conn| stored_json_any(conn, &kind, &id))
+            .await
+    }
+
     pub async fn update(
         &self,
         collection: &str,
@@ -226,7 +249,7 @@ impl Records {
     ) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
-        let assignments = parse_body(&kind, &patch, Mode::Patch).map_err(RecordError::Invalid)?;
+        let assignments = parse_off_runtime(&kind, patch, Mode::Patch).await?;
         let meta = author.meta();
         let schema = self.schema.clone();
         self.store
@@ -248,16 +271,18 @@ impl Records {
                         None => read_field(current, f, At::Now),
                     })
                     .collect();
-                let errors = check_rules(&kind, |name| {
+                let value_of = |name: &str| {
                     kind.fields
                         .iter()
                         .position(|f| f.name == name)
                         .and_then(|i| resulting[i].as_ref())
-                });
+                };
+                let errors = check_rules(&kind, value_of);
                 if !errors.is_empty() {
                     return Err(RecordError::Invalid(errors));
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
+                check_unique(txn, &kind, Some(&id), value_of)?;
                 txn.edit(&id, &meta, |tx| {
                     write_assignments(tx, &kind, &assignments, document::Target::Existing)
                 })?;
@@ -341,12 +366,46 @@ impl Records {
     ) -> Result<Vec<HistoryEntry>, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
+        let users = self.schema.kind(USERS).cloned();
         self.store
             .read(move |conn| match crm_sync::load_doc(conn, &id)? {
                 Some((doc_kind, doc)) if doc_kind == kind.collection => {
-                    Ok(history::history(&doc, &kind))
+                    let mut entries = history::history(&doc, &kind);
+                    if let Some(users) = &users {
+                        name_authors(conn, users, &mut entries)?;
+                    }
+                    Ok(entries)
                 }
                 _ => Err(not_found(&kind, &id)),
+            })
+            .await
+    }
+
+    /// The stored value of a secret field (a password hash), for checks
+    /// that stay inside the node; `None` when unset or not a record of
+    /// `collection`.
+    pub async fn secret(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+    ) -> Result<Option<String>, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        let Some(field) = kind.field(field).filter(|f| f.is_secret()).cloned() else {
+            return Err(RecordError::Internal(format!(
+                "{field} is not a secret field of {collection}"
+            )));
+        };
+        self.store
+            .read(move |conn| match crm_sync::load_doc(conn, &id)? {
+                Some((doc_kind, doc)) if doc_kind == kind.collection => {
+                    Ok(match read_field(&doc, &field, At::Now) {
+                        Some(FieldValue::Str(hash)) => Some(hash),
+                        _ => None,
+                    })
+                }
+                _ => Ok(None),
             })
             .await
     }
@@ -514,6 +573,100 @@ impl Records {
     pub fn kind_def(&self, collection: &str) -> Result<KindDef, RecordError> {
         self.kind(collection)
     }
+}
+
+/// Parses a body; hashing a password is slow, so a body that sets a
+/// secret field is parsed on the blocking pool.
+async fn parse_off_runtime(
+    kind: &KindDef,
+    body: Map<String, Json>,
+    mode: Mode,
+) -> Result<Assignments, RecordError> {
+    let sets_secret = kind
+        .fields
+        .iter()
+        .any(|f| f.is_secret() && body.contains_key(&f.name));
+    if !sets_secret {
+        return parse_body(kind, &body, mode).map_err(RecordError::Invalid);
+    }
+    let kind = kind.clone();
+    tokio::task::spawn_blocking(move || parse_body(&kind, &body, mode))
+        .await
+        .map_err(|e| RecordError::Internal(e.to_string()))?
+        .map_err(RecordError::Invalid)
+}
+
+/// Fills in each history entry's login and display name from the users'
+/// records as they are now.
+fn name_authors(
+    conn: &rusqlite::Connection,
+    users: &KindDef,
+    entries: &mut [HistoryEntry],
+) -> Result<(), RecordError> {
+    let mut known: std::collections::HashMap<String, Option<Json>> = Default::default();
+    for entry in entries {
+        let Some(user) = &entry.user else { continue };
+        if !known.contains_key(user) {
+            let record = match user.parse::<DocId>() {
+                Ok(id) => match stored_row(conn, users, &id) {
+                    Ok((record, _)) => Some(record),
+                    Err(RecordError::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+                Err(_) => None,
+            };
+            known.insert(user.clone(), record);
+        }
+        if let Some(Some(record)) = known.get(user) {
+            let text = |key: &str| record[key].as_str().map(str::to_owned);
+            entry.login = text("login");
+            entry.display_name = text("display_name");
+        }
+    }
+    Ok(())
+}
+
+/// Unique fields: no other live, active record of the kind may hold the
+/// value the written record would have. `value_of` gives the resulting
+/// values; `this` is the record being changed, if it exists already.
+fn check_unique<'v>(
+    txn: &WriteTxn<'_>,
+    kind: &KindDef,
+    this: Option<&DocId>,
+    value_of: impl Fn(&str) -> Option<&'v FieldValue>,
+) -> Result<(), RecordError> {
+    let active = kind.active_field.as_deref();
+    // An inactive record holds no unique value.
+    if active.is_some_and(|name| matches!(value_of(name), Some(FieldValue::Bool(false)))) {
+        return Ok(());
+    }
+    let this = this.map(DocId::to_string).unwrap_or_default();
+    for field in kind.fields.iter().filter(|f| f.unique) {
+        let Some(value) = value_of(&field.name) else {
+            continue;
+        };
+        let active_filter = active
+            .and_then(|name| kind.field(name))
+            .map(|f| format!(" AND {} IS NOT 0", projection::column(f)))
+            .unwrap_or_default();
+        let taken: bool = txn.conn().query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE deleted = 0 AND {} = ?1 AND id <> ?2{active_filter})",
+                projection::table(kind),
+                projection::column(field),
+            ),
+            params![value::column_value(field, value), this],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(RecordError::Duplicate {
+                collection: kind.collection.clone(),
+                field: field.name.clone(),
+                value: value.to_json().as_str().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn write_assignments(

@@ -36,16 +36,23 @@ impl From<rusqlite::Error> for TokenError {
     }
 }
 
-fn digest(secret: &str) -> Vec<u8> {
+/// The SHA-256 digest of a secret, as stored in place of it.
+pub fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A new secret: `prefix` then 256 random bits in hex. Other secrets of
+/// the node (login sessions) are made the same way.
+pub fn new_secret(prefix: &str) -> Result<String, TokenError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(format!("{prefix}{}", hex::encode(random)))
 }
 
 /// Issues a token named `name` and returns its secret (shown once). A
 /// revoked token's name may be reused.
 pub fn create(conn: &Connection, name: &str, now_ms: i64) -> Result<String, TokenError> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
-    let secret = format!("{PREFIX}{}", hex::encode(random));
+    let secret = new_secret(PREFIX)?;
     let stored = conn.execute(
         "INSERT INTO access_tokens (name, digest, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET digest = excluded.digest,
