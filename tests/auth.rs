@@ -134,6 +134,7 @@ async fn wrong_passwords_unknown_logins_and_the_rate_limit() {
     let wrong = attempt(&node, "admin", "not-the-password", "10.2.0.1").await;
     wrong.expect_problem(401, "wrong password");
     assert_eq!(wrong.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(wrong.header("cache-control"), Some("no-store"));
     attempt(&node, "nobody", "whatever-password", "10.2.0.2")
         .await
         .expect_problem(401, "unknown login");
@@ -577,7 +578,17 @@ async fn every_role_on_every_kind_of_action() {
     .await
     .expect_problem(403, "a manager imports users");
 
-    // Delete and restore follow edit.
+    // Delete, restore and import need a session; then delete and restore
+    // follow edit.
+    for (method, path) in [
+        (Method::DELETE, format!("/api/v1/clients/{own}")),
+        (Method::POST, format!("/api/v1/clients/{own}/restore")),
+        (Method::POST, "/api/v1/import/clients".to_owned()),
+    ] {
+        send(&node, anonymous(&node, method, &path))
+            .await
+            .expect_problem(401, &format!("{path} without a session"));
+    }
     for (who, token, id, status) in [
         ("viewer", &viewer, &own, 403),
         ("manager", &manager, &other, 403),

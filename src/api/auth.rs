@@ -178,7 +178,21 @@ fn set_cookie(response: &mut Response, value: &str) {
     }
 }
 
+/// Login answers, failures included, are never cached.
 pub async fn login(
+    state: State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut response = open_session(state, extensions, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    no_store(&mut response);
+    response
+}
+
+async fn open_session(
     State(state): State<AppState>,
     extensions: Extensions,
     headers: HeaderMap,
@@ -213,7 +227,6 @@ pub async fn login(
             "{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}"
         ),
     );
-    no_store(&mut response);
     Ok(response)
 }
 

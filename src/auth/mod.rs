@@ -30,9 +30,9 @@ const PASSWORD_FIELD: &str = "password";
 /// Users that may share one login (after replication, each office's first
 /// admin is `admin`): login tries each of them.
 const MAX_SAME_LOGIN: &str = "50";
-/// How long the node's own session for its tools lasts: it is removed at a
-/// clean stop and at the next start, so this only bounds a crashed node's.
-const NODE_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long the node's own session for its tools lasts: as long as a node
+/// may run. It is removed at a clean stop and at the next start.
+const NODE_SESSION_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
