@@ -444,6 +444,26 @@ async fn logins_are_unique_among_active_users() {
     set_active(&node, &first, true)
         .await
         .expect_problem(409, "reactivating would make two");
+    // An import is checked the same way, against the node and the file.
+    let import = |csv: &'static str| {
+        node.request(Method::POST, "/api/v1/import/users")
+            .header("content-type", "text/csv")
+            .body(csv)
+    };
+    for csv in [
+        "login,password,role\ntwin,imported-password,viewer\n",
+        "login,password,role\nsolo,imported-password,viewer\nSOLO,imported-password,viewer\n",
+    ] {
+        let refused = node.send(import(csv)).await;
+        refused.expect_problem(422, "a taken login in an import");
+        assert!(refused.text.contains("taken"), "{}", refused.text);
+    }
+    node.send(import(
+        "login,password,role\nsolo,imported-password,viewer\n",
+    ))
+    .await
+    .expect_status(200, "a free login");
+    node.login("solo", "imported-password").await;
 }
 
 /// What one role may do, as statuses of one request per kind of action.

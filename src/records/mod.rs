@@ -12,6 +12,7 @@ pub mod password;
 pub mod projection;
 pub mod query;
 pub mod search;
+mod unique;
 pub mod value;
 pub mod view;
 
@@ -209,7 +210,7 @@ impl Records {
         self.store
             .write(move |txn| {
                 check_references(txn, &schema, &kind, &assignments)?;
-                check_unique(txn, &kind, None, |name| {
+                unique::check(txn, &kind, None, |name| {
                     assigned(&kind, &assignments, name).flatten()
                 })?;
                 txn.insert_prepared(prepared, Some(Box::new(rows)))?;
@@ -282,7 +283,7 @@ impl Records {
                     return Err(RecordError::Invalid(errors));
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
-                check_unique(txn, &kind, Some(&id), value_of)?;
+                unique::check(txn, &kind, Some(&id), value_of)?;
                 txn.edit(&id, &meta, |tx| {
                     write_assignments(tx, &kind, &assignments, document::Target::Existing)
                 })?;
@@ -372,7 +373,7 @@ impl Records {
                 Some((doc_kind, doc)) if doc_kind == kind.collection => {
                     let mut entries = history::history(&doc, &kind);
                     if let Some(users) = &users {
-                        name_authors(conn, users, &mut entries)?;
+                        history::name_authors(conn, users, &mut entries)?;
                     }
                     Ok(entries)
                 }
@@ -500,18 +501,14 @@ impl Records {
                 for batch in received {
                     for row in batch? {
                         done += 1;
-                        check_references(txn, &schema, &kind, &rows[row.index]).map_err(|e| {
-                            match e {
-                                RecordError::Invalid(errors) => RecordError::ImportRejected {
-                                    rejected: vec![csv_io::RowError {
-                                        row: row.index as u64 + 2,
-                                        errors,
-                                    }],
-                                    count: 1,
-                                },
-                                other => other,
-                            }
-                        })?;
+                        let assignments = &rows[row.index];
+                        check_references(txn, &schema, &kind, assignments)
+                            .and_then(|()| {
+                                unique::check(txn, &kind, None, |name| {
+                                    assigned(&kind, assignments, name).flatten()
+                                })
+                            })
+                            .map_err(|e| csv_io::reject_row(row.index, e))?;
                         txn.insert_prepared(row.doc, Some(Box::new(row.rows)))?;
                         if done.is_multiple_of(1000) {
                             txn.flush_deferred()?;
@@ -594,79 +591,6 @@ async fn parse_off_runtime(
         .await
         .map_err(|e| RecordError::Internal(e.to_string()))?
         .map_err(RecordError::Invalid)
-}
-
-/// Fills in each history entry's login and display name from the users'
-/// records as they are now.
-fn name_authors(
-    conn: &rusqlite::Connection,
-    users: &KindDef,
-    entries: &mut [HistoryEntry],
-) -> Result<(), RecordError> {
-    let mut known: std::collections::HashMap<String, Option<Json>> = Default::default();
-    for entry in entries {
-        let Some(user) = &entry.user else { continue };
-        if !known.contains_key(user) {
-            let record = match user.parse::<DocId>() {
-                Ok(id) => match stored_row(conn, users, &id) {
-                    Ok((record, _)) => Some(record),
-                    Err(RecordError::NotFound { .. }) => None,
-                    Err(e) => return Err(e),
-                },
-                Err(_) => None,
-            };
-            known.insert(user.clone(), record);
-        }
-        if let Some(Some(record)) = known.get(user) {
-            let text = |key: &str| record[key].as_str().map(str::to_owned);
-            entry.login = text("login");
-            entry.display_name = text("display_name");
-        }
-    }
-    Ok(())
-}
-
-/// Unique fields: no other live, active record of the kind may hold the
-/// value the written record would have. `value_of` gives the resulting
-/// values; `this` is the record being changed, if it exists already.
-fn check_unique<'v>(
-    txn: &WriteTxn<'_>,
-    kind: &KindDef,
-    this: Option<&DocId>,
-    value_of: impl Fn(&str) -> Option<&'v FieldValue>,
-) -> Result<(), RecordError> {
-    let active = kind.active_field.as_deref();
-    // An inactive record holds no unique value.
-    if active.is_some_and(|name| matches!(value_of(name), Some(FieldValue::Bool(false)))) {
-        return Ok(());
-    }
-    let this = this.map(DocId::to_string).unwrap_or_default();
-    for field in kind.fields.iter().filter(|f| f.unique) {
-        let Some(value) = value_of(&field.name) else {
-            continue;
-        };
-        let active_filter = active
-            .and_then(|name| kind.field(name))
-            .map(|f| format!(" AND {} IS NOT 0", projection::column(f)))
-            .unwrap_or_default();
-        let taken: bool = txn.conn().query_row(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE deleted = 0 AND {} = ?1 AND id <> ?2{active_filter})",
-                projection::table(kind),
-                projection::column(field),
-            ),
-            params![value::column_value(field, value), this],
-            |r| r.get(0),
-        )?;
-        if taken {
-            return Err(RecordError::Duplicate {
-                collection: kind.collection.clone(),
-                field: field.name.clone(),
-                value: value.to_json().as_str().unwrap_or_default().to_owned(),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn write_assignments(
@@ -793,7 +717,7 @@ fn stored_json_any(
     stored_row(conn, kind, id).map(|(record, _)| record)
 }
 
-fn stored_row(
+pub(crate) fn stored_row(
     conn: &rusqlite::Connection,
     kind: &KindDef,
     id: &DocId,
