@@ -745,3 +745,84 @@ async fn tools_go_through_the_node_with_its_token() {
     node.terminate().await;
     assert!(!token_file.exists(), "serve.token removed at a clean stop");
 }
+
+#[tokio::test]
+async fn without_a_configured_password_the_first_admins_is_printed_once() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let data = tempfile::TempDir::new().expect("a data folder");
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_crm-node"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("CRM_ADMIN_PASSWORD")
+            .env_remove("CRM_DATA")
+            .env_remove("CRM_LISTEN")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn crm-node")
+    };
+    let mut child = spawn();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let password = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = stderr.next_line().await.expect("read stderr") {
+            if let Some(rest) =
+                line.strip_prefix("crm-node: created the user `admin` with password ")
+            {
+                return rest.trim().to_owned();
+            }
+        }
+        panic!("the node exited without printing the admin's password");
+    })
+    .await
+    .expect("the password line within 20 s");
+    assert!(
+        password.len() >= 16,
+        "a weak generated password: {password}"
+    );
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = stdout.next_line().await.expect("read stdout") {
+            if let Some(url) = line.strip_prefix("crm-node listening on ") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("no listening line");
+    })
+    .await
+    .expect("the listening line within 20 s");
+    let login = http_client(HeaderMap::new())
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&json!({"login": "admin", "password": password}))
+        .send()
+        .await
+        .expect("log in");
+    assert_eq!(login.status().as_u16(), 200);
+    child.kill().await.expect("stop the node");
+
+    // The next start has an admin: nothing is created or printed.
+    let mut child = spawn();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let stderr = child.stderr.take().expect("stderr");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = stdout.next_line().await.expect("read stdout") {
+            if line.starts_with("crm-node listening on ") {
+                return;
+            }
+        }
+        panic!("no listening line");
+    })
+    .await
+    .expect("the listening line within 20 s");
+    child.kill().await.expect("stop the node");
+    let mut rest = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut BufReader::new(stderr), &mut rest)
+        .await
+        .expect("read stderr");
+    assert!(!rest.contains("created the user"), "{rest}");
+}
