@@ -625,7 +625,7 @@ fn create_op(kind: &KindDef) -> OperationBuilder {
             .description(Some("The new record's URL."))
             .build(),
     );
-    OperationBuilder::new()
+    let op = OperationBuilder::new()
         .operation_id(Some(format!("create_{}", kind.collection)))
         .tag(kind.collection.clone())
         .summary(Some(format!("Create a {}", kind.label.to_lowercase())))
@@ -634,7 +634,28 @@ fn create_op(kind: &KindDef) -> OperationBuilder {
         .response("400", problem("The body is not a JSON object."))
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."))
+        .response("422", problem("Fields fail validation (see errors)."));
+    with_unique(kind, op)
+}
+
+/// Adds the 409 of a kind with unique fields (a user's login).
+fn with_unique(kind: &KindDef, op: OperationBuilder) -> OperationBuilder {
+    let unique: Vec<&str> = kind
+        .fields
+        .iter()
+        .filter(|f| f.unique)
+        .map(|f| f.name.as_str())
+        .collect();
+    if unique.is_empty() {
+        return op;
+    }
+    op.response(
+        "409",
+        problem(&format!(
+            "Another active record has this {}.",
+            unique.join(" or ")
+        )),
+    )
 }
 
 fn get_op(kind: &KindDef) -> OperationBuilder {
@@ -647,7 +668,7 @@ fn get_op(kind: &KindDef) -> OperationBuilder {
 
 fn patch_op(kind: &KindDef) -> OperationBuilder {
     let label = schema_name(kind);
-    with_id(kind, OperationBuilder::new())
+    let op = with_id(kind, OperationBuilder::new())
         .operation_id(Some(format!("update_{}", kind.collection)))
         .summary(Some(format!(
             "Change a {} (JSON merge patch)",
@@ -688,7 +709,8 @@ fn patch_op(kind: &KindDef) -> OperationBuilder {
         )
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."))
+        .response("422", problem("Fields fail validation (see errors)."));
+    with_unique(kind, op)
 }
 
 fn delete_op(kind: &KindDef) -> OperationBuilder {
