@@ -464,6 +464,22 @@ async fn logins_are_unique_among_active_users() {
     .await
     .expect_status(200, "a free login");
     node.login("solo", "imported-password").await;
+
+    // Restoring a deleted user takes their login back only if it is free.
+    let gone = add_user(&node, "phoenix", "viewer", "spb").await;
+    node.delete(&format!("/api/v1/users/{gone}"))
+        .await
+        .expect_status(204, "delete phoenix");
+    let heir = add_user(&node, "phoenix", "viewer", "msk").await;
+    node.post_empty(&format!("/api/v1/users/{gone}/restore"))
+        .await
+        .expect_problem(409, "the login was taken meanwhile");
+    node.delete(&format!("/api/v1/users/{heir}"))
+        .await
+        .expect_status(204, "delete the heir");
+    node.post_empty(&format!("/api/v1/users/{gone}/restore"))
+        .await
+        .expect_status(200, "now it is free");
 }
 
 /// What one role may do, as statuses of one request per kind of action.

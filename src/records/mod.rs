@@ -272,12 +272,7 @@ impl Records {
                         None => read_field(current, f, At::Now),
                     })
                     .collect();
-                let value_of = |name: &str| {
-                    kind.fields
-                        .iter()
-                        .position(|f| f.name == name)
-                        .and_then(|i| resulting[i].as_ref())
-                };
+                let value_of = value_in(&kind, &resulting);
                 let errors = check_rules(&kind, value_of);
                 if !errors.is_empty() {
                     return Err(RecordError::Invalid(errors));
@@ -335,6 +330,20 @@ impl Records {
                 };
                 if deleted && is_deleted {
                     return Err(gone(&kind, &id));
+                }
+                // A restored record takes its unique values back: they must
+                // still be free.
+                let restoring = is_deleted && !deleted;
+                if restoring && kind.fields.iter().any(|f| f.unique) {
+                    let values: Vec<Option<FieldValue>> = match txn.doc(&id)? {
+                        Some((_, doc)) => kind
+                            .fields
+                            .iter()
+                            .map(|f| read_field(doc, f, At::Now))
+                            .collect(),
+                        None => return Err(not_found(&kind, &id)),
+                    };
+                    unique::check(txn, &kind, Some(&id), value_in(&kind, &values))?;
                 }
                 if is_deleted != deleted {
                     txn.edit(&id, &meta, |tx| {
@@ -591,6 +600,20 @@ async fn parse_off_runtime(
         .await
         .map_err(|e| RecordError::Internal(e.to_string()))?
         .map_err(RecordError::Invalid)
+}
+
+/// Looks up a field's value by name in `values`, which follow the kind's
+/// fields.
+fn value_in<'v>(
+    kind: &'v KindDef,
+    values: &'v [Option<FieldValue>],
+) -> impl Fn(&str) -> Option<&'v FieldValue> + Copy + 'v {
+    move |name| {
+        kind.fields
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| values[i].as_ref())
+    }
 }
 
 fn write_assignments(

@@ -728,13 +728,14 @@ fn delete_op(kind: &KindDef) -> OperationBuilder {
 }
 
 fn restore_op(kind: &KindDef) -> OperationBuilder {
-    with_id(kind, OperationBuilder::new())
+    let op = with_id(kind, OperationBuilder::new())
         .operation_id(Some(format!("restore_{}", kind.collection)))
         .summary(Some(format!(
             "Restore a deleted {}",
             kind.label.to_lowercase()
         )))
-        .response("200", record_response(kind, "The restored record."))
+        .response("200", record_response(kind, "The restored record."));
+    with_unique(kind, op)
 }
 
 fn history_op(kind: &KindDef) -> OperationBuilder {
