@@ -79,6 +79,10 @@ pub enum TokenCommand {
         /// their client).
         #[arg(long = "filter", value_name = "FIELD=VALUE")]
         filters: Vec<String>,
+        /// Kinds sent whole whatever the filter (comma-separated), e.g.
+        /// `users` so that reps can log in on their laptop.
+        #[arg(long)]
+        whole: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },

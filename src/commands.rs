@@ -14,8 +14,9 @@ use crate::cli::{
 use crate::config::{database_path, Config, Overrides};
 use crate::node::Node;
 use crate::records::scope::{PeerScope, ScopeSpec};
+use crate::records::Author;
 use crate::replication::{RoundResult, StepView};
-use crate::running::serving_url;
+use crate::running::{serving, serving_url, Serving};
 
 async fn open(data: &Path) -> anyhow::Result<Node> {
     let config = Config::load(data, Overrides::default())?;
@@ -31,6 +32,30 @@ fn local_client(data: &Path) -> anyhow::Result<reqwest::Client> {
     Ok(crate::tls::local_client(data, &config)?)
 }
 
+/// A request to the node serving the folder `data`, as the admin session
+/// it published for its tools (`DATA/serve.token`).
+fn through(
+    data: &Path,
+    node: &Serving,
+    method: reqwest::Method,
+    path: &str,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    let request = local_client(data)?.request(method, format!("{}{path}", node.url));
+    Ok(match &node.token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    })
+}
+
+/// Who a tool writes as without a running node: the node's (oldest)
+/// active admin user, or the node itself when it has none yet.
+async fn local_author(node: &Node) -> anyhow::Result<Author> {
+    Ok(match node.auth().local_admin().await? {
+        Some(admin) => admin.author(),
+        None => Author::system(),
+    })
+}
+
 fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -43,9 +68,10 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             name,
             kinds,
             filters,
+            whole,
             data,
         } => {
-            let spec = ScopeSpec::from_args(kinds.as_deref(), &filters)?;
+            let spec = ScopeSpec::from_args(kinds.as_deref(), &filters, whole.as_deref())?;
             let node = open(&data.data).await?;
             let checked = PeerScope::new(node.records().shared_schema(), spec.clone());
             if let Err(e) = checked {
@@ -136,11 +162,8 @@ fn describe(step: &StepView) -> String {
 }
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    let results = match serving_url(&args.data.data)? {
-        Some(url) => {
-            let client = local_client(&args.data.data)?;
-            sync_through(&client, &url, args.peer.as_deref()).await?
-        }
+    let results = match serving(&args.data.data)? {
+        Some(node) => sync_through(&args.data.data, &node, args.peer.as_deref()).await?,
         None => {
             let node = open(&args.data.data).await?;
             let results = node
@@ -182,16 +205,16 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 /// Asks the node serving the folder to run the round: only its writer may
 /// apply changes while it runs.
 async fn sync_through(
-    client: &reqwest::Client,
-    url: &str,
+    data: &Path,
+    node: &Serving,
     peer: Option<&str>,
 ) -> anyhow::Result<Vec<RoundResult>> {
     #[derive(serde::Deserialize)]
     struct Answer {
         results: Vec<RoundResult>,
     }
-    let response = client
-        .post(format!("{url}/api/v1/sync/run"))
+    let url = &node.url;
+    let response = through(data, node, reqwest::Method::POST, "/api/v1/sync/run")?
         .json(&serde_json::json!({ "peer": peer }))
         .timeout(Duration::from_secs(3600))
         .send()
@@ -210,21 +233,22 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let csv =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let started = std::time::Instant::now();
-    let outcome = match serving_url(&args.data.data)? {
-        Some(url) => import_through(&url, &args, csv).await?,
+    let outcome = match serving(&args.data.data)? {
+        Some(node) => import_through(&node, &args, csv).await?,
         None => {
             let node = open(&args.data.data).await?;
             let map = crate::records::csv_io::ColumnMap::parse(&args.map)?;
-            let result = node
-                .records()
-                .import_csv(
-                    &args.kind,
-                    csv.into(),
-                    map,
-                    args.dry_run,
-                    &crate::records::Author::local(),
-                )
-                .await;
+            let result = match local_author(&node).await {
+                Ok(author) => {
+                    node.records()
+                        .import_csv(&args.kind, csv.into(), map, args.dry_run, &author)
+                        .await
+                }
+                Err(e) => {
+                    node.close().await;
+                    return Err(e);
+                }
+            };
             node.close().await;
             match result {
                 Ok(n) => Ok(n),
@@ -274,21 +298,26 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
 
 /// Imports through the running node; `Err` carries the rejected rows.
 async fn import_through(
-    url: &str,
+    node: &Serving,
     args: &ImportArgs,
     csv: Vec<u8>,
 ) -> anyhow::Result<Result<u64, (serde_json::Value, u64)>> {
     let mut query: Vec<(&str, String)> = args.map.iter().map(|m| ("map", m.clone())).collect();
     query.push(("dry_run", args.dry_run.to_string()));
-    let response = local_client(&args.data.data)?
-        .post(format!("{url}/api/v1/import/{}", args.kind))
-        .query(&query)
-        .header(reqwest::header::CONTENT_TYPE, "text/csv")
-        .body(csv)
-        .timeout(Duration::from_secs(3600))
-        .send()
-        .await
-        .with_context(|| format!("sending the file to the running node at {url}"))?;
+    let url = &node.url;
+    let response = through(
+        &args.data.data,
+        node,
+        reqwest::Method::POST,
+        &format!("/api/v1/import/{}", args.kind),
+    )?
+    .query(&query)
+    .header(reqwest::header::CONTENT_TYPE, "text/csv")
+    .body(csv)
+    .timeout(Duration::from_secs(3600))
+    .send()
+    .await
+    .with_context(|| format!("sending the file to the running node at {url}"))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.context("reading the answer")?;
     if status.is_success() {
@@ -309,13 +338,18 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let file = std::fs::File::create(&args.file)
         .with_context(|| format!("creating {}", args.file.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    match serving_url(&args.data.data)? {
-        Some(url) => {
-            let mut response = local_client(&args.data.data)?
-                .get(format!("{url}/api/v1/export/{}", args.kind))
-                .send()
-                .await
-                .with_context(|| format!("asking the running node at {url}"))?;
+    match serving(&args.data.data)? {
+        Some(node) => {
+            let url = &node.url;
+            let mut response = through(
+                &args.data.data,
+                &node,
+                reqwest::Method::GET,
+                &format!("/api/v1/export/{}", args.kind),
+            )?
+            .send()
+            .await
+            .with_context(|| format!("asking the running node at {url}"))?;
             if !response.status().is_success() {
                 bail!("the node refused the export ({})", response.status());
             }

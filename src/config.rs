@@ -55,6 +55,24 @@ pub struct Config {
     /// folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_ca: Option<PathBuf>,
+    /// How long a login session lasts, in seconds.
+    pub session_ttl_secs: u64,
+    /// The password of the `admin` user the node creates when it has no
+    /// active admin (usually from `CRM_ADMIN_PASSWORD`). Unset: a password
+    /// is generated and printed once on standard error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<Secret>,
+}
+
+/// A secret setting: shown as `***` in `Debug` (logs, error reports).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for Config {
@@ -74,6 +92,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             peer_ca: None,
+            session_ttl_secs: 12 * 3600,
+            admin_password: None,
         }
     }
 }
@@ -114,6 +134,8 @@ impl Config {
                 "tls_cert",
                 "tls_key",
                 "peer_ca",
+                "session_ttl_secs",
+                "admin_password",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -149,6 +171,17 @@ impl Config {
                 return invalid("tls_key is set but tls_cert is not: give both (PEM files) to serve HTTPS, or neither")
             }
             _ => {}
+        }
+        if !(1..=366 * 24 * 3600).contains(&self.session_ttl_secs) {
+            return invalid("session_ttl_secs must be from 1 second to 366 days (31622400)");
+        }
+        if let Some(Secret(password)) = &self.admin_password {
+            if password.chars().count() < crate::records::password::MIN_LEN {
+                return invalid(&format!(
+                    "admin_password (CRM_ADMIN_PASSWORD) must be at least {} characters",
+                    crate::records::password::MIN_LEN
+                ));
+            }
         }
         Ok(())
     }
@@ -222,6 +255,8 @@ mod tests {
             let dir = jail.directory().to_owned();
             for (text, key) in [
                 ("cache_capacity = 0", "cache_capacity"),
+                ("session_ttl_secs = 0", "session_ttl_secs"),
+                ("admin_password = \"short\"", "admin_password"),
                 ("colour = \"red\"", "colour"),
                 ("listen = \"nowhere\"", "listen"),
                 ("tls_cert = \"node.crt\"", "tls_key"),

@@ -3,7 +3,9 @@
 //! library form lets fuzz targets and benchmarks reach the record checks
 //! without HTTP.
 
+pub mod access;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod commands;

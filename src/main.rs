@@ -86,6 +86,16 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     let node = node::Node::open(&data, config, true)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))?;
+    match node.ensure_admin().await {
+        Ok(Some(password)) => eprintln!(
+            "crm-node: created the user `admin` with password {password}\n\
+             crm-node: it is shown only this once; log in and change it (PATCH /api/v1/users/ID with {{\"password\": ...}})"
+        ),
+        Ok(None) => {}
+        // Someone else holds the login `admin`: serve anyway, the admins
+        // that exist can still log in.
+        Err(e) => tracing::warn!(error = %e, "could not create the first admin user"),
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -99,6 +109,11 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     // The one line on stdout: scripts and tests read the address from it.
     println!("crm-node listening on {url}");
     lock.publish(&url)?;
+    match node.auth().open_node_session().await {
+        Ok(Some(token)) => lock.publish_token(&token)?,
+        Ok(None) => tracing::warn!("no active admin user: tools cannot go through this node"),
+        Err(e) => tracing::warn!(error = %e, "could not open the tools' session"),
+    }
     tracing::info!(%url, "serving");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

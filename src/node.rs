@@ -12,7 +12,8 @@ use crm_sync::{Migration, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, ClientAddr};
+use crate::auth::{Auth, AuthError};
 use crate::config::{database_path, Config};
 use crate::records::projection::{self, RecordProjector, SetupError};
 use crate::records::Records;
@@ -30,6 +31,8 @@ pub enum NodeError {
     Setup(#[from] SetupError),
     #[error("replication: {0}")]
     Replication(#[from] ReplicationError),
+    #[error("users: {0}")]
+    Auth(#[from] AuthError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -56,6 +59,7 @@ pub struct Node {
     store: Store,
     records: Records,
     replication: Replication,
+    auth: Auth,
     config: Config,
 }
 
@@ -116,10 +120,16 @@ impl Node {
         let peer_trust = PeerTrust::load(data_dir, &config)?;
         let replication = Replication::new(store.clone(), kinds, &peer_trust)?;
         let records = Records::new(store.clone(), schema, projector);
+        let auth = Auth::new(
+            store.clone(),
+            records.clone(),
+            std::time::Duration::from_secs(config.session_ttl_secs),
+        );
         Ok(Node {
             store,
             records,
             replication,
+            auth,
             config,
         })
     }
@@ -130,6 +140,18 @@ impl Node {
 
     pub fn replication(&self) -> &Replication {
         &self.replication
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Makes sure someone can log in: creates the `admin` user when the
+    /// node has no active admin (with the configured password, else a
+    /// generated one, returned to be shown once).
+    pub async fn ensure_admin(&self) -> Result<Option<String>, NodeError> {
+        let configured = self.config.admin_password.as_ref().map(|s| s.0.as_str());
+        Ok(self.auth.ensure_admin(configured).await?)
     }
 
     /// Closes the store (tools that opened the node without serving).
@@ -148,6 +170,7 @@ impl Node {
             AppState::new(
                 self.records.clone(),
                 self.replication.clone(),
+                self.auth.clone(),
                 shutdown.clone(),
             ),
             api::BodyLimits {
@@ -174,6 +197,9 @@ impl Node {
                 tracing::error!("the replication supervisor ended abnormally");
             }
         }
+        if let Err(e) = self.auth.close_node_sessions().await {
+            tracing::warn!(error = %e, "could not end the tools' session");
+        }
         self.store.close().await;
         result.map_err(NodeError::from)
     }
@@ -188,7 +214,11 @@ async fn serve_until<L>(
 where
     L: Listener,
     L::Addr: std::fmt::Debug,
+    ClientAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
+    // The peer address reaches handlers: login attempts are limited per
+    // client address.
+    let app = app.into_make_service_with_connect_info::<ClientAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

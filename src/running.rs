@@ -1,13 +1,16 @@
 //! Which process serves a data folder: `serve` holds a lock on
 //! `serve.lock` for its whole life and writes its URL to `serve.url`, so
 //! that tools know whether to go through the running node (a sync round
-//! must use the node's own writer) or may work on the files.
+//! must use the node's own writer) or may work on the files. It also
+//! writes `serve.token` (mode 0600): an admin session token the tools
+//! present, so that whoever may read the data folder may use its node.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 const LOCK_FILE: &str = "serve.lock";
 const URL_FILE: &str = "serve.url";
+const TOKEN_FILE: &str = "serve.token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunningError {
@@ -32,6 +35,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunningError + '_ {
 pub struct ServeLock {
     _file: File,
     url_file: PathBuf,
+    token_file: PathBuf,
 }
 
 fn open_lock(data_dir: &Path) -> Result<File, RunningError> {
@@ -52,6 +56,7 @@ impl ServeLock {
             Ok(()) => Ok(ServeLock {
                 _file: file,
                 url_file: data_dir.join(URL_FILE),
+                token_file: data_dir.join(TOKEN_FILE),
             }),
             Err(TryLockError::WouldBlock) => Err(RunningError::AlreadyServing(data_dir.to_owned())),
             Err(TryLockError::Error(e)) => Err(io_error(&data_dir.join(LOCK_FILE))(e)),
@@ -62,12 +67,50 @@ impl ServeLock {
     pub fn publish(&self, url: &str) -> Result<(), RunningError> {
         std::fs::write(&self.url_file, url).map_err(io_error(&self.url_file))
     }
+
+    /// Gives tools the node's admin session token; only the owner may
+    /// read the file.
+    pub fn publish_token(&self, token: &str) -> Result<(), RunningError> {
+        use std::io::Write;
+        let path = &self.token_file;
+        // A stale file from a crash may have other permissions: start anew.
+        let _ = std::fs::remove_file(path);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io_error(path))?;
+        file.write_all(token.as_bytes()).map_err(io_error(path))
+    }
 }
 
 impl Drop for ServeLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.url_file);
+        let _ = std::fs::remove_file(&self.token_file);
     }
+}
+
+/// The node that serves a folder: where it answers and the session token
+/// its tools present (`None` when it published none: it has no admin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serving {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+/// The node serving `data_dir`, if one runs.
+pub fn serving(data_dir: &Path) -> Result<Option<Serving>, RunningError> {
+    let Some(url) = serving_url(data_dir)? else {
+        return Ok(None);
+    };
+    let path = data_dir.join(TOKEN_FILE);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(token) => Some(token.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    Ok(Some(Serving { url, token }))
 }
 
 /// The URL of the node serving `data_dir`, if one runs.
@@ -105,7 +148,23 @@ mod tests {
             serving_url(dir.path()).ok().flatten().as_deref(),
             Some("http://127.0.0.1:1")
         );
+        lock.publish_token("crms_secret")
+            .expect("publish the token");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+                .expect("token file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            serving(dir.path()).ok().flatten().and_then(|s| s.token),
+            Some("crms_secret".to_owned())
+        );
         drop(lock);
         assert_eq!(serving_url(dir.path()).ok().flatten(), None);
+        assert!(!dir.path().join(TOKEN_FILE).exists());
     }
 }

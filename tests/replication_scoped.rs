@@ -54,7 +54,14 @@ async fn office() -> (Office, Vec<(String, Value)>) {
         let token = issue_scoped_token(
             &head,
             &format!("laptop-{rep}"),
-            &["--kinds", "clients,contacts", "--filter", &filter],
+            &[
+                "--kinds",
+                "clients,contacts",
+                "--filter",
+                &filter,
+                "--whole",
+                "users",
+            ],
         )
         .await;
         let laptop = TestNode::start_with_config(rep, "auto_sync = false\n").await;
@@ -94,10 +101,21 @@ fn held(state: &NodeState) -> (BTreeSet<String>, BTreeSet<String>) {
 #[tokio::test]
 async fn each_laptop_holds_exactly_its_reps_records_and_its_edits_reach_the_head_office() {
     let (office, _) = office().await;
+    // The rep's user, made at the head office, comes whole to the laptop.
+    office
+        .head
+        .post_json(
+            "/api/v1/users",
+            &json!({"login": "ivanov", "password": "on-the-road-1", "role": "manager",
+                    "display_name": "Иван Иванов", "office": "kazan"}),
+        )
+        .await
+        .expect_status(201, "create the rep's user");
     for laptop in &office.laptops {
         let round = run_sync(laptop, "head", None).await;
         assert_eq!(round["error"], Value::Null, "{round}");
     }
+    office.laptops[0].login("ivanov", "on-the-road-1").await;
     let head = NodeState::read(&office.head).await;
     for (rep, laptop) in REPS.iter().zip(&office.laptops) {
         let (clients, contacts) = oracle(&head, rep);

@@ -67,17 +67,45 @@ fn excerpt(text: &str) -> String {
     text.chars().take(300).collect()
 }
 
+fn client_with(headers: reqwest::header::HeaderMap) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(256)
+        .default_headers(headers)
+        .build()
+        .context("building the HTTP client")
+}
+
 impl Api {
+    /// A client without a session (enough for `/healthz`).
     pub fn new(base: &str) -> anyhow::Result<Api> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(256)
-            .build()
-            .context("building the HTTP client")?;
         Ok(Api {
-            client,
+            client: client_with(Default::default())?,
             base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Logs in and answers a client that sends the session token with
+    /// every request.
+    pub async fn logged_in(&self, login: &str, password: &str) -> anyhow::Result<Api> {
+        let answer = self
+            .post(
+                "/api/v1/auth/login",
+                &json!({"login": login, "password": password}),
+            )
+            .await?;
+        let token = string_field(&answer, "token")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}")
+                .parse()
+                .context("a session token is a valid header value")?,
+        );
+        Ok(Api {
+            client: client_with(headers)?,
+            base: self.base.clone(),
         })
     }
 

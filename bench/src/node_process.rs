@@ -15,6 +15,9 @@ use tokio::process::{Child, Command};
 use crate::api::Api;
 
 const LISTENING_PREFIX: &str = "crm-node listening on ";
+/// The password of the `admin` user each benchmark node creates at its
+/// first start; the harness logs in with it.
+const ADMIN_PASSWORD: &str = "bench-admin-password";
 /// How long a node may take from spawn to a ready `/healthz`.
 const START_DEADLINE: Duration = Duration::from_secs(600);
 /// How long a node may take to exit after SIGTERM.
@@ -228,6 +231,7 @@ impl NodeProcess {
             .stderr(log)
             .kill_on_drop(true);
         clear_crm_env(&mut command);
+        command.env("CRM_ADMIN_PASSWORD", ADMIN_PASSWORD);
         let began = Instant::now();
         let mut child = command
             .spawn()
@@ -267,7 +271,9 @@ impl NodeProcess {
             .to_owned();
         self.api = Api::new(&url)?;
         self.wait_ready(began).await?;
-        Ok(began.elapsed())
+        let ready = began.elapsed();
+        self.api = self.api.logged_in("admin", ADMIN_PASSWORD).await?;
+        Ok(ready)
     }
 
     async fn wait_ready(&self, began: Instant) -> anyhow::Result<()> {

@@ -11,15 +11,23 @@ use serde::Deserialize;
 const KIND_FILES: &[(&str, &str)] = &[
     ("clients.toml", include_str!("../kinds/clients.toml")),
     ("contacts.toml", include_str!("../kinds/contacts.toml")),
+    ("users.toml", include_str!("../kinds/users.toml")),
 ];
 
 /// SQL migrations of the node (beyond the store's own), numbered and
 /// append-only: never edit one that has shipped, add the next number.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "search index and kind fingerprints",
-    sql: include_str!("../migrations/0001_search_index.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "search index and kind fingerprints",
+        sql: include_str!("../migrations/0001_search_index.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "login sessions",
+        sql: include_str!("../migrations/0002_sessions.sql"),
+    },
+];
 
 /// One numbered SQL migration.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +152,11 @@ pub struct KindDef {
     pub label: String,
     /// Fields joined with spaces make the record's title in search hits.
     pub title: Vec<String>,
+    /// A bool field that, when false, makes a record inactive: an inactive
+    /// record does not hold its `unique` values (a deactivated user frees
+    /// their login).
+    #[serde(default)]
+    pub active_field: Option<String>,
     pub fields: Vec<FieldDef>,
 }
 
@@ -154,6 +167,11 @@ impl KindDef {
 
     pub fn searchable_fields(&self) -> impl Iterator<Item = &FieldDef> {
         self.fields.iter().filter(|f| f.searchable)
+    }
+
+    /// The fields the API shows: all but secret ones.
+    pub fn shown_fields(&self) -> impl Iterator<Item = &FieldDef> {
+        self.fields.iter().filter(|f| !f.is_secret())
     }
 
     fn check(&self, kinds: &HashSet<&str>) -> Result<(), SchemaError> {
@@ -187,8 +205,22 @@ impl KindDef {
             return Err(fail("title names no field".into()));
         }
         for name in &self.title {
-            if self.field(name).is_none() {
-                return Err(fail(format!("title names unknown field {name}")));
+            match self.field(name) {
+                None => return Err(fail(format!("title names unknown field {name}"))),
+                Some(f) if f.is_secret() => {
+                    return Err(fail(format!("title names secret field {name}")))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(name) = &self.active_field {
+            match self.field(name) {
+                Some(f) if f.ty == FieldType::Bool && f.indexed => {}
+                _ => {
+                    return Err(fail(format!(
+                        "active_field {name} must name an indexed bool field"
+                    )))
+                }
             }
         }
         Ok(())
@@ -220,6 +252,10 @@ pub enum FieldType {
     Email,
     /// Shown as entered, stored and compared as digits with country code.
     Phone,
+    /// Write-only: the API takes the plain password (at least 8
+    /// characters) and the document keeps only its argon2id hash, which is
+    /// never shown (not in records, lists, history, export or OpenAPI).
+    Password,
 }
 
 impl FieldType {
@@ -237,6 +273,7 @@ impl FieldType {
             FieldType::Set => "set",
             FieldType::Email => "email",
             FieldType::Phone => "phone",
+            FieldType::Password => "password",
         }
     }
 
@@ -306,9 +343,20 @@ pub struct FieldDef {
     pub natural_key: bool,
     #[serde(default)]
     pub check: Option<Check>,
+    /// No two live, active records of the kind may share the value on the
+    /// node that writes it (checked on create and update; replication can
+    /// still bring two, as a record is created on one node only).
+    #[serde(default)]
+    pub unique: bool,
 }
 
 impl FieldDef {
+    /// Secret fields are kept in the document but never leave the node
+    /// through the API.
+    pub fn is_secret(&self) -> bool {
+        self.ty == FieldType::Password
+    }
+
     fn check(&self) -> Result<(), String> {
         if !is_identifier(&self.name) {
             return Err("name must be lower-case letters, digits and _".into());
@@ -345,6 +393,16 @@ impl FieldDef {
         }
         if self.ty == FieldType::Text && self.indexed {
             return Err("text is searchable, not indexed".into());
+        }
+        if self.is_secret() && (self.indexed || self.searchable || self.natural_key || self.unique)
+        {
+            return Err("a password is never indexed, searched or compared".into());
+        }
+        if self.is_secret() && self.default.is_some() {
+            return Err("a password has no default".into());
+        }
+        if self.unique && (!self.indexed || matches!(self.ty, FieldType::Set | FieldType::Text)) {
+            return Err("a unique field must be an indexed single value".into());
         }
         Ok(())
     }
@@ -396,6 +454,8 @@ mod tests {
             "[[fields]]\nname = \"x\"\ntype = \"enum\"\nvalues = [\"p\"]\ndefault = \"q\"",
             "[[fields]]\nname = \"x\"\ntype = \"string\"\nbogus = true",
             "[[fields]]\nname = \"Bad\"\ntype = \"string\"",
+            "[[fields]]\nname = \"p\"\ntype = \"password\"\nindexed = true",
+            "[[fields]]\nname = \"u\"\ntype = \"string\"\nunique = true",
         ];
         for field in bad {
             assert!(kind_with(field).is_err(), "accepted: {field}");

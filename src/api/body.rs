@@ -4,6 +4,7 @@
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
 use super::problem::ApiError;
@@ -79,4 +80,17 @@ pub fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, ApiErro
         Some(raw) => serde_urlencoded::from_str(&raw)
             .map_err(|e| ApiError::bad_request(format!("the query string does not parse: {e}"))),
     }
+}
+
+/// Deserializes a JSON object body into `T`, with problems on failure.
+pub fn typed<T: DeserializeOwned>(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            e.to_string(),
+        )
+    })
 }

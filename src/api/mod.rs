@@ -2,6 +2,7 @@
 //! parse HTTP and call the domain layer (`records`); they hold no SQL and no
 //! CRM rules.
 
+pub mod auth;
 mod body;
 mod health;
 pub mod openapi;
@@ -13,22 +14,34 @@ pub mod sync_protocol;
 pub mod transfer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
+use axum::serve::IncomingStream;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::records::{Author, Records};
+use crate::records::Records;
 use crate::replication::Replication;
+
+/// How long a request may take before the node answers 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// For long-polls (`/sync/v1/feed` waits up to 25 s) and sync rounds run on
+/// demand.
+const LONG_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct AppState {
     pub records: Records,
     pub replication: Replication,
+    pub auth: crate::auth::Auth,
     /// Cancelled when the node stops: long-polls end early so that a
     /// graceful shutdown does not wait for them.
     pub shutdown: CancellationToken,
@@ -39,19 +52,34 @@ impl AppState {
     pub fn new(
         records: Records,
         replication: Replication,
+        auth: crate::auth::Auth,
         shutdown: CancellationToken,
     ) -> AppState {
         let openapi = Arc::new(openapi::document(records.schema()));
         AppState {
             records,
             replication,
+            auth,
             shutdown,
             openapi,
         }
     }
+}
 
-    fn author(&self) -> Author {
-        Author::local()
+/// The address of the client at the other end of a connection, plain or
+/// TLS (axum provides `ConnectInfo<SocketAddr>` for plain TCP only).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::listener::TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::listener::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
     }
 }
 
@@ -75,17 +103,14 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sync_protocol::guard,
-        ));
+        ))
+        .layer(timeout(LONG_REQUEST_TIMEOUT));
     let api = Router::new()
-        .route("/openapi.json", get(openapi_json))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
         .route("/peers", get(peers::list).post(peers::add))
         .route("/peers/{name}", delete(peers::remove))
-        .route("/sync/run", post(peers::run))
         .route("/sync/status", get(peers::status))
-        .route(
-            "/import/{collection}",
-            post(transfer::import).layer(DefaultBodyLimit::max(limits.import)),
-        )
         .route("/export/{collection}", get(transfer::export))
         .route("/search", get(search::search))
         .route("/{collection}", get(records::list).post(records::create))
@@ -96,7 +121,26 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
                 .delete(records::delete),
         )
         .route("/{collection}/{id}/restore", post(records::restore))
-        .route("/{collection}/{id}/history", get(records::history));
+        .route("/{collection}/{id}/history", get(records::history))
+        .route_layer(timeout(REQUEST_TIMEOUT))
+        .route("/sync/run", post(peers::run))
+        .route_layer(timeout(LONG_REQUEST_TIMEOUT))
+        // An import's time grows with its file, which max_import_bytes
+        // bounds; no timeout.
+        .route(
+            "/import/{collection}",
+            post(transfer::import).layer(DefaultBodyLimit::max(limits.import)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_session,
+        ));
+    // Open: how to log in, and what the API is.
+    let open = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/openapi.json", get(openapi_json))
+        .route_layer(timeout(REQUEST_TIMEOUT));
+    let api = api.merge(open);
     Router::new()
         .route("/healthz", get(health::health))
         .nest("/api/v1", api)
@@ -105,7 +149,25 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(DefaultBodyLimit::max(limits.api))
         .layer(TraceLayer::new_for_http())
+        .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(always(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(always(header::REFERRER_POLICY, "no-referrer"))
+        .layer(always(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'",
+        ))
         .with_state(state)
+}
+
+fn timeout(limit: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limit)
+}
+
+/// A header every response carries (unless the handler set it): no MIME
+/// sniffing, no framing, no referrer, and a content policy for the HTML
+/// the node will serve.
+fn always(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 async fn openapi_json(

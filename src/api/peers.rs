@@ -7,12 +7,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::body::json_object;
+use super::body::{json_object, typed};
 use super::problem::ApiError;
 use super::AppState;
+use crate::access;
+use crate::auth::Principal;
 use crate::replication::{PeerStatus, PeerView, RoundResult};
 
 /// A peer to add: its name here, its base URL and the token it issued.
@@ -54,29 +55,22 @@ pub struct StatusResponse {
     pub peers: Vec<PeerStatus>,
 }
 
-/// Deserializes a JSON object body into `T`, with problems on failure.
-fn typed<T: DeserializeOwned>(
-    object: serde_json::Map<String, serde_json::Value>,
-) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            e.to_string(),
-        )
-    })
-}
-
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PeerView>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<PeerView>>, ApiError> {
+    access::peers(&principal)?;
     let peers = state.replication.peers().await?;
     Ok(Json(peers.iter().map(PeerView::from).collect()))
 }
 
 pub async fn add(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    access::peers(&principal)?;
     let new: NewPeer = typed(json_object(&headers, body)?)?;
     let peer = state
         .replication
@@ -91,17 +85,21 @@ pub async fn add(
 
 pub async fn remove(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    access::peers(&principal)?;
     state.replication.remove_peer(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn run(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RunResponse>, ApiError> {
+    access::sync_run(&principal)?;
     let empty = matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace));
     let request: RunRequest = if empty {
         RunRequest::default()
@@ -128,7 +126,11 @@ pub async fn run(
     Ok(Json(RunResponse { results }))
 }
 
-pub async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<StatusResponse>, ApiError> {
+    access::read(&principal)?;
     Ok(Json(StatusResponse {
         peers: state.replication.status().await?,
     }))

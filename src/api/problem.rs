@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access::AccessError;
+use crate::auth::AuthError;
 use crate::records::csv_io::RowError;
 use crate::records::{FieldError, RecordError};
 use crate::replication::ReplicationError;
@@ -39,6 +41,8 @@ pub struct ApiError {
     detail: String,
     errors: Option<Vec<FieldError>>,
     rejected: Option<(Vec<RowError>, u64)>,
+    /// Seconds, for a 429's `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -49,6 +53,7 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             rejected: None,
+            retry_after: None,
         }
     }
 
@@ -138,26 +143,50 @@ impl From<RecordError> for ApiError {
                     .collect::<Vec<_>>()
                     .join("; ");
                 ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    slug: "validation",
-                    detail: summary,
                     errors: Some(errors),
-                    rejected: None,
+                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", summary)
                 }
             }
             E::ImportRejected { rejected, count } => ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                slug: "import-rejected",
-                detail,
-                errors: None,
                 rejected: Some((rejected, count)),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import-rejected", detail)
             },
+            E::Duplicate { .. } => ApiError::new(StatusCode::CONFLICT, "exists", detail),
             E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
             E::Store(e) => ApiError::from_store(e),
             E::Internal(_) => {
                 tracing::error!(error = %detail, "internal error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        let detail = error.to_string();
+        match error {
+            AuthError::WrongCredentials | AuthError::NoSession => ApiError::unauthorized(detail),
+            AuthError::RateLimited(wait) => ApiError {
+                // Round up: retrying a moment early would fail again.
+                retry_after: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+            },
+            AuthError::Record(e) => e.into(),
+            AuthError::Store(e) => ApiError::from_store(e),
+            AuthError::Random(_) => {
+                tracing::error!(error = %detail, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> ApiError {
+        match error {
+            AccessError::Denied(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
+            AccessError::Record(e) => e.into(),
         }
     }
 }
@@ -183,6 +212,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

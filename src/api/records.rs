@@ -12,6 +12,8 @@ use serde_json::json;
 use super::body::{json_object, query_pairs};
 use super::problem::ApiError;
 use super::AppState;
+use crate::access;
+use crate::auth::Principal;
 use crate::records::Versioned;
 
 fn with_etag(status: StatusCode, versioned: Versioned) -> Response {
@@ -24,16 +26,19 @@ fn with_etag(status: StatusCode, versioned: Versioned) -> Response {
 
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     Path(collection): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // Unknown collection wins over a bad body: the path is wrong first.
-    state.records.kind_exists(&collection)?;
-    let body = json_object(&headers, body)?;
+    let kind = state.records.kind_def(&collection)?;
+    access::create(&principal, &collection)?;
+    let mut body = json_object(&headers, body)?;
+    access::fill_owner(&principal, &kind, &mut body);
     let created = state
         .records
-        .create(&collection, body, &state.author())
+        .create(&collection, body, &principal.author())
         .await?;
     let location = format!(
         "/api/v1/{collection}/{}",
@@ -48,8 +53,10 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    access::read(&principal)?;
     Ok(with_etag(
         StatusCode::OK,
         state.records.get(&collection, &id).await?,
@@ -58,11 +65,13 @@ pub async fn get(
 
 pub async fn update(
     State(state): State<AppState>,
+    principal: Principal,
     Path((collection, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.records.kind_exists(&collection)?;
+    access::modify_record(&state.records, &principal, &collection, &id).await?;
     let patch = json_object(&headers, body)?;
     let if_match = match headers.get(header::IF_MATCH) {
         None => None,
@@ -81,40 +90,46 @@ pub async fn update(
     };
     let updated = state
         .records
-        .update(&collection, &id, patch, if_match, &state.author())
+        .update(&collection, &id, patch, if_match, &principal.author())
         .await?;
     Ok(with_etag(StatusCode::OK, updated))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    access::modify_record(&state.records, &principal, &collection, &id).await?;
     state
         .records
-        .delete(&collection, &id, &state.author())
+        .delete(&collection, &id, &principal.author())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn restore(
     State(state): State<AppState>,
+    principal: Principal,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    access::modify_record(&state.records, &principal, &collection, &id).await?;
     Ok(with_etag(
         StatusCode::OK,
         state
             .records
-            .restore(&collection, &id, &state.author())
+            .restore(&collection, &id, &principal.author())
             .await?,
     ))
 }
 
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Path(collection): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    access::read(&principal)?;
     state.records.kind_exists(&collection)?;
     let params = query_pairs(query)?;
     let page = state.records.list(&collection, params).await?;
@@ -123,8 +138,10 @@ pub async fn list(
 
 pub async fn history(
     State(state): State<AppState>,
+    principal: Principal,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    access::read(&principal)?;
     let items = state.records.history(&collection, &id).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }

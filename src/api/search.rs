@@ -7,12 +7,16 @@ use serde_json::{json, Value};
 use super::body::query_pairs;
 use super::problem::ApiError;
 use super::AppState;
+use crate::access;
+use crate::auth::Principal;
 use crate::records::search::{DEFAULT_LIMIT, MAX_LIMIT};
 
 pub async fn search(
     State(state): State<AppState>,
+    principal: Principal,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    access::read(&principal)?;
     let mut q = None;
     let mut kind = None;
     let mut limit = DEFAULT_LIMIT;

@@ -13,6 +13,8 @@ use serde::Serialize;
 use super::body::{query_pairs, read_body, require_media_type};
 use super::problem::ApiError;
 use super::AppState;
+use crate::access;
+use crate::auth::Principal;
 use crate::records::csv_io::{self, ColumnMap};
 
 /// Records read per exported chunk.
@@ -29,12 +31,14 @@ pub struct ImportResult {
 
 pub async fn import(
     State(state): State<AppState>,
+    principal: Principal,
     Path(collection): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     state.records.kind_exists(&collection)?;
+    access::import(&principal, &collection)?;
     let mut map = Vec::new();
     let mut dry_run = false;
     for (name, value) in query_pairs(raw)? {
@@ -67,7 +71,7 @@ pub async fn import(
     )?;
     let imported = state
         .records
-        .import_csv(&collection, body, map, dry_run, &state.author())
+        .import_csv(&collection, body, map, dry_run, &principal.author())
         .await?;
     Ok(Json(ImportResult {
         collection,
@@ -78,8 +82,10 @@ pub async fn import(
 
 pub async fn export(
     State(state): State<AppState>,
+    principal: Principal,
     Path(collection): Path<String>,
 ) -> Result<Response, ApiError> {
+    access::read(&principal)?;
     let kind = state.records.kind_def(&collection)?;
     let header = csv_io::export_rows(&kind, &[], true)?;
     let records = state.records.clone();

@@ -183,6 +183,27 @@ pub fn parse_rows(
     Ok(rows)
 }
 
+/// A row refused by a check made while writing (a reference, a unique
+/// value), as an import's rejection; `index` counts data rows from 0.
+pub fn reject_row(index: usize, error: RecordError) -> RecordError {
+    let errors = match error {
+        RecordError::Invalid(errors) => errors,
+        RecordError::Duplicate { field, value, .. } => vec![super::FieldError::new(
+            &field,
+            format!("{value:?} is taken by another record"),
+        )],
+        other => return other,
+    };
+    RecordError::ImportRejected {
+        rejected: vec![RowError {
+            // Line numbers: the header is line 1.
+            row: index as u64 + 2,
+            errors,
+        }],
+        count: 1,
+    }
+}
+
 /// A cell for an exported value (the record JSON's member).
 fn export_cell(value: &Json) -> String {
     match value {
@@ -201,7 +222,7 @@ fn export_cell(value: &Json) -> String {
 /// The export's header: id, every field, then the times.
 pub fn export_header(kind: &KindDef) -> Vec<String> {
     let mut header = vec!["id".to_owned()];
-    header.extend(kind.fields.iter().map(|f| f.name.clone()));
+    header.extend(kind.shown_fields().map(|f| f.name.clone()));
     header.extend(["created_at".to_owned(), "updated_at".to_owned()]);
     header
 }

@@ -284,7 +284,8 @@ fn scalar_to_field(
             | FieldType::Email
             | FieldType::Phone
             | FieldType::Enum
-            | FieldType::Reference,
+            | FieldType::Reference
+            | FieldType::Password,
             ScalarValue::Str(s),
         ) => FieldValue::Str(s.to_string()),
         (FieldType::Integer, ScalarValue::Int(i)) => FieldValue::Int(*i),
@@ -328,7 +329,7 @@ fn conflicts_among(
     root: &RootNow,
 ) -> Vec<(String, Vec<ConflictValue>)> {
     let mut found = Vec::new();
-    for field in &kind.fields {
+    for field in kind.shown_fields() {
         if matches!(field.ty, FieldType::Text | FieldType::Set) || !root.in_conflict(&field.name) {
             continue;
         }

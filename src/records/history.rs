@@ -3,12 +3,13 @@
 
 use automerge::Automerge;
 use crm_schema::KindDef;
-use crm_sync::node_of_actor;
+use crm_sync::{node_of_actor, DocId};
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::document::{read_deleted, read_field, At, DELETED};
 use super::value::format_datetime;
+use super::{stored_row, RecordError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
@@ -18,8 +19,12 @@ pub struct HistoryEntry {
     pub at: String,
     /// The node that made it.
     pub node: Option<String>,
-    /// The user who made it.
+    /// The id of the user who made it.
     pub user: Option<String>,
+    /// That user's login, when the user's record is known here.
+    pub login: Option<String>,
+    /// That user's display name, when known here.
+    pub display_name: Option<String>,
     pub fields: Vec<FieldChange>,
 }
 
@@ -30,6 +35,10 @@ pub struct FieldChange {
     pub from: Json,
     /// The value after.
     pub to: Json,
+    /// True when the field is secret (a password): it changed, but its
+    /// values are not shown (`from` and `to` are null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<bool>,
 }
 
 /// Oldest first, in causal order.
@@ -43,13 +52,24 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
             for field in &kind.fields {
                 let from = read_field(doc, field, At::Heads(before));
                 let to = read_field(doc, field, At::Heads(after));
-                if from != to {
-                    fields.push(FieldChange {
+                if from == to {
+                    continue;
+                }
+                fields.push(if field.is_secret() {
+                    FieldChange {
+                        field: field.name.clone(),
+                        from: Json::Null,
+                        to: Json::Null,
+                        secret: Some(true),
+                    }
+                } else {
+                    FieldChange {
                         field: field.name.clone(),
                         from: from.map_or(Json::Null, |v| v.to_json()),
                         to: to.map_or(Json::Null, |v| v.to_json()),
-                    });
-                }
+                        secret: None,
+                    }
+                });
             }
             let (was, is) = (
                 read_deleted(doc, At::Heads(before)),
@@ -60,6 +80,7 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
                     field: DELETED.into(),
                     from: was.into(),
                     to: is.into(),
+                    secret: None,
                 });
             }
             HistoryEntry {
@@ -67,8 +88,40 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
                 at: format_datetime(meta.timestamp),
                 node: node_of_actor(&meta.actor).map(|n| n.to_string()),
                 user: meta.message.map(|m| m.into_owned()),
+                login: None,
+                display_name: None,
                 fields,
             }
         })
         .collect()
+}
+
+/// Fills in each history entry's login and display name from the users'
+/// records as they are now.
+pub(super) fn name_authors(
+    conn: &rusqlite::Connection,
+    users: &KindDef,
+    entries: &mut [HistoryEntry],
+) -> Result<(), RecordError> {
+    let mut known: std::collections::HashMap<String, Option<Json>> = Default::default();
+    for entry in entries {
+        let Some(user) = &entry.user else { continue };
+        if !known.contains_key(user) {
+            let record = match user.parse::<DocId>() {
+                Ok(id) => match stored_row(conn, users, &id) {
+                    Ok((record, _)) => Some(record),
+                    Err(RecordError::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+                Err(_) => None,
+            };
+            known.insert(user.clone(), record);
+        }
+        if let Some(Some(record)) = known.get(user) {
+            let text = |key: &str| record[key].as_str().map(str::to_owned);
+            entry.login = text("login");
+            entry.display_name = text("display_name");
+        }
+    }
+    Ok(())
 }

@@ -9,10 +9,12 @@ pub mod document;
 pub mod history;
 /// Public so that the fuzz targets (`fuzz/`) can check bodies without HTTP.
 pub mod input;
+pub mod password;
 pub mod projection;
 pub mod query;
 pub mod scope;
 pub mod search;
+mod unique;
 pub mod value;
 pub mod view;
 
@@ -46,6 +48,12 @@ pub enum RecordError {
     VersionMismatch,
     #[error("the record does not pass validation")]
     Invalid(Vec<FieldError>),
+    #[error("another {collection} record has {field} {value:?}")]
+    Duplicate {
+        collection: String,
+        field: String,
+        value: String,
+    },
     #[error("{count} rows do not pass validation; nothing was imported")]
     ImportRejected {
         rejected: Vec<csv_io::RowError>,
@@ -78,15 +86,19 @@ impl Versioned {
     }
 }
 
-/// Who is writing, for the change's metadata.
+/// The kind whose records are the API's users (see `auth`): history
+/// resolves change authors against it.
+pub const USERS: &str = "users";
+
+/// Who is writing, for the change's metadata: a user's record id.
 #[derive(Debug, Clone)]
 pub struct Author(pub String);
 
 impl Author {
-    /// Who writes until users and sessions exist: every change, from the API
-    /// or the CLI, is attributed to this user id.
-    pub fn local() -> Author {
-        Author("local".to_owned())
+    /// The node itself, for what it writes before any user exists (the
+    /// first admin user).
+    pub fn system() -> Author {
+        Author("system".to_owned())
     }
 
     fn meta(&self) -> ChangeMeta {
@@ -187,7 +199,7 @@ impl Records {
         author: &Author,
     ) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
-        let assignments = parse_body(&kind, &body, Mode::Create).map_err(RecordError::Invalid)?;
+        let assignments = parse_off_runtime(&kind, body, Mode::Create).await?;
         let errors = check_rules(&kind, |name| assigned(&kind, &assignments, name).flatten());
         if !errors.is_empty() {
             return Err(RecordError::Invalid(errors));
@@ -206,6 +218,9 @@ impl Records {
         self.store
             .write(move |txn| {
                 check_references(txn, &schema, &kind, &assignments)?;
+                unique::check(txn, &kind, None, |name| {
+                    assigned(&kind, &assignments, name).flatten()
+                })?;
                 txn.insert_prepared(prepared, Some(Box::new(rows)))?;
                 Ok::<_, RecordError>(())
             })
@@ -224,6 +239,15 @@ impl Records {
             .map(Versioned::from_json)
     }
 
+    /// The record as stored, deleted or not.
+    pub async fn get_any(&self, collection: &str, id: &str) -> Result<Json, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        self.store
+            .read(move |conn| stored_json_any(conn, &kind, &id))
+            .await
+    }
+
     pub async fn update(
         &self,
         collection: &str,
@@ -234,7 +258,7 @@ impl Records {
     ) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
-        let assignments = parse_body(&kind, &patch, Mode::Patch).map_err(RecordError::Invalid)?;
+        let assignments = parse_off_runtime(&kind, patch, Mode::Patch).await?;
         let meta = author.meta();
         let schema = self.schema.clone();
         self.store
@@ -256,16 +280,13 @@ impl Records {
                         None => read_field(current, f, At::Now),
                     })
                     .collect();
-                let errors = check_rules(&kind, |name| {
-                    kind.fields
-                        .iter()
-                        .position(|f| f.name == name)
-                        .and_then(|i| resulting[i].as_ref())
-                });
+                let value_of = value_in(&kind, &resulting);
+                let errors = check_rules(&kind, value_of);
                 if !errors.is_empty() {
                     return Err(RecordError::Invalid(errors));
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
+                unique::check(txn, &kind, Some(&id), value_of)?;
                 txn.edit(&id, &meta, |tx| {
                     write_assignments(tx, &kind, &assignments, document::Target::Existing)
                 })?;
@@ -318,6 +339,20 @@ impl Records {
                 if deleted && is_deleted {
                     return Err(gone(&kind, &id));
                 }
+                // A restored record takes its unique values back: they must
+                // still be free.
+                let restoring = is_deleted && !deleted;
+                if restoring && kind.fields.iter().any(|f| f.unique) {
+                    let values: Vec<Option<FieldValue>> = match txn.doc(&id)? {
+                        Some((_, doc)) => kind
+                            .fields
+                            .iter()
+                            .map(|f| read_field(doc, f, At::Now))
+                            .collect(),
+                        None => return Err(not_found(&kind, &id)),
+                    };
+                    unique::check(txn, &kind, Some(&id), value_in(&kind, &values))?;
+                }
                 if is_deleted != deleted {
                     txn.edit(&id, &meta, |tx| {
                         use automerge::transaction::Transactable;
@@ -349,12 +384,46 @@ impl Records {
     ) -> Result<Vec<HistoryEntry>, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
+        let users = self.schema.kind(USERS).cloned();
         self.store
             .read(move |conn| match crm_sync::load_doc(conn, &id)? {
                 Some((doc_kind, doc)) if doc_kind == kind.collection => {
-                    Ok(history::history(&doc, &kind))
+                    let mut entries = history::history(&doc, &kind);
+                    if let Some(users) = &users {
+                        history::name_authors(conn, users, &mut entries)?;
+                    }
+                    Ok(entries)
                 }
                 _ => Err(not_found(&kind, &id)),
+            })
+            .await
+    }
+
+    /// The stored value of a secret field (a password hash), for checks
+    /// that stay inside the node; `None` when unset or not a record of
+    /// `collection`.
+    pub async fn secret(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+    ) -> Result<Option<String>, RecordError> {
+        let kind = self.kind(collection)?;
+        let id = Self::parse_id(id)?;
+        let Some(field) = kind.field(field).filter(|f| f.is_secret()).cloned() else {
+            return Err(RecordError::Internal(format!(
+                "{field} is not a secret field of {collection}"
+            )));
+        };
+        self.store
+            .read(move |conn| match crm_sync::load_doc(conn, &id)? {
+                Some((doc_kind, doc)) if doc_kind == kind.collection => {
+                    Ok(match read_field(&doc, &field, At::Now) {
+                        Some(FieldValue::Str(hash)) => Some(hash),
+                        _ => None,
+                    })
+                }
+                _ => Ok(None),
             })
             .await
     }
@@ -449,18 +518,14 @@ impl Records {
                 for batch in received {
                     for row in batch? {
                         done += 1;
-                        check_references(txn, &schema, &kind, &rows[row.index]).map_err(|e| {
-                            match e {
-                                RecordError::Invalid(errors) => RecordError::ImportRejected {
-                                    rejected: vec![csv_io::RowError {
-                                        row: row.index as u64 + 2,
-                                        errors,
-                                    }],
-                                    count: 1,
-                                },
-                                other => other,
-                            }
-                        })?;
+                        let assignments = &rows[row.index];
+                        check_references(txn, &schema, &kind, assignments)
+                            .and_then(|()| {
+                                unique::check(txn, &kind, None, |name| {
+                                    assigned(&kind, assignments, name).flatten()
+                                })
+                            })
+                            .map_err(|e| csv_io::reject_row(row.index, e))?;
                         txn.insert_prepared(row.doc, Some(Box::new(row.rows)))?;
                         if done.is_multiple_of(1000) {
                             txn.flush_deferred()?;
@@ -521,6 +586,41 @@ impl Records {
 
     pub fn kind_def(&self, collection: &str) -> Result<KindDef, RecordError> {
         self.kind(collection)
+    }
+}
+
+/// Parses a body; hashing a password is slow, so a body that sets a
+/// secret field is parsed on the blocking pool.
+async fn parse_off_runtime(
+    kind: &KindDef,
+    body: Map<String, Json>,
+    mode: Mode,
+) -> Result<Assignments, RecordError> {
+    let sets_secret = kind
+        .fields
+        .iter()
+        .any(|f| f.is_secret() && body.contains_key(&f.name));
+    if !sets_secret {
+        return parse_body(kind, &body, mode).map_err(RecordError::Invalid);
+    }
+    let kind = kind.clone();
+    tokio::task::spawn_blocking(move || parse_body(&kind, &body, mode))
+        .await
+        .map_err(|e| RecordError::Internal(e.to_string()))?
+        .map_err(RecordError::Invalid)
+}
+
+/// Looks up a field's value by name in `values`, which follow the kind's
+/// fields.
+fn value_in<'v>(
+    kind: &'v KindDef,
+    values: &'v [Option<FieldValue>],
+) -> impl Fn(&str) -> Option<&'v FieldValue> + Copy + 'v {
+    move |name| {
+        kind.fields
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| values[i].as_ref())
     }
 }
 
@@ -648,7 +748,7 @@ fn stored_json_any(
     stored_row(conn, kind, id).map(|(record, _)| record)
 }
 
-fn stored_row(
+pub(crate) fn stored_row(
     conn: &rusqlite::Connection,
     kind: &KindDef,
     id: &DocId,

@@ -37,6 +37,10 @@ pub struct ScopeSpec {
     /// of its values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub filter: BTreeMap<String, Vec<String>>,
+    /// Kinds the peer receives whole, unfiltered (`users`, so that reps can
+    /// log in on their laptop).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub whole: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,14 +66,20 @@ pub enum ScopeError {
 impl ScopeSpec {
     /// From the command line: `--kinds clients,contacts` and
     /// `--filter manager=ivanov` (repeatable; values of one field add up).
-    pub fn from_args(kinds: Option<&str>, filters: &[String]) -> Result<ScopeSpec, ScopeError> {
-        let kinds = kinds.map(|k| {
+    pub fn from_args(
+        kinds: Option<&str>,
+        filters: &[String],
+        whole: Option<&str>,
+    ) -> Result<ScopeSpec, ScopeError> {
+        let list = |k: &str| -> BTreeSet<String> {
             k.split(',')
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .map(str::to_owned)
                 .collect()
-        });
+        };
+        let whole = whole.map(list).unwrap_or_default();
+        let kinds = kinds.map(|k| list(k).union(&whole).cloned().collect());
         let mut filter: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pair in filters {
             let (field, value) = pair
@@ -80,11 +90,19 @@ impl ScopeSpec {
                 .or_default()
                 .push(value.trim().to_owned());
         }
-        Ok(ScopeSpec { kinds, filter })
+        Ok(ScopeSpec {
+            kinds,
+            filter,
+            whole,
+        })
     }
 
     pub fn is_everything(&self) -> bool {
         self.kinds.is_none() && self.filter.is_empty()
+    }
+
+    fn filters(&self, kind: &str) -> bool {
+        !self.filter.is_empty() && !self.whole.contains(kind)
     }
 
     pub fn to_json(&self) -> String {
@@ -138,6 +156,9 @@ fn in_list(column: &str, values: &[SqlValue], first: usize) -> String {
 
 impl PeerScope {
     pub fn new(schema: Arc<Schema>, spec: ScopeSpec) -> Result<PeerScope, ScopeError> {
+        if let Some(unknown) = spec.whole.iter().find(|k| schema.kind(k).is_none()) {
+            return Err(ScopeError::UnknownKind(unknown.clone()));
+        }
         let kinds: Vec<&KindDef> = match &spec.kinds {
             Some(names) => names
                 .iter()
@@ -150,7 +171,7 @@ impl PeerScope {
             None => schema.kinds().iter().collect(),
         };
         let mut conditions: BTreeMap<String, Vec<Condition<'_>>> = BTreeMap::new();
-        for kind in &kinds {
+        for kind in kinds.iter().filter(|k| spec.filters(&k.collection)) {
             let mut list = Vec::new();
             for (name, raw_values) in &spec.filter {
                 if raw_values.is_empty() {
@@ -181,7 +202,9 @@ impl PeerScope {
         let rules = kinds
             .iter()
             .map(|kind| {
-                let rule = (!spec.filter.is_empty()).then(|| kind_rule(kind, &kinds, &conditions));
+                let rule = spec
+                    .filters(&kind.collection)
+                    .then(|| kind_rule(kind, &kinds, &conditions));
                 (kind.collection.clone(), rule)
             })
             .collect();
@@ -371,22 +394,31 @@ mod tests {
         let spec = ScopeSpec::from_args(
             Some("clients,contacts"),
             &["manager=ivanov".into(), "manager=petrov".into()],
+            Some("users"),
         )
         .expect("parses");
+        assert!(spec.kinds.as_ref().is_some_and(|k| k.contains("users")));
         assert_eq!(spec.filter["manager"], vec!["ivanov", "petrov"]);
         assert_eq!(ScopeSpec::from_json(&spec.to_json()), Ok(spec.clone()));
         assert!(PeerScope::new(schema(), spec).is_ok());
         // Contacts have no manager field but follow their client.
         let contacts_only =
-            ScopeSpec::from_args(Some("contacts"), &["manager=ivanov".into()]).expect("parses");
+            ScopeSpec::from_args(Some("contacts"), &["manager=ivanov".into()], None)
+                .expect("parses");
         assert!(PeerScope::new(schema(), contacts_only).is_ok());
         for (kinds, filters, expected) in [
             (Some("clients,nope"), vec![], "unknown kind"),
             (None, vec!["manager".to_owned()], "is not `field=value`"),
             (None, vec!["notes=x".to_owned()], "no such indexed field"),
+            // Users have no manager: they must be sent whole.
+            (
+                Some("users"),
+                vec!["manager=x".to_owned()],
+                "no such indexed field",
+            ),
             (None, vec!["stage=flying".to_owned()], "must be one of"),
         ] {
-            let error = ScopeSpec::from_args(kinds, &filters)
+            let error = ScopeSpec::from_args(kinds, &filters, None)
                 .and_then(|spec| PeerScope::new(schema(), spec).map(|_| ()))
                 .expect_err("refused");
             assert!(error.to_string().contains(expected), "{error}");

@@ -8,7 +8,7 @@ use crm_schema::{Check, DefaultValue, FieldDef, FieldType};
 use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value as Json};
 
-use super::checks;
+use super::{checks, password};
 
 /// Most members a set field may hold.
 const MAX_SET_MEMBERS: usize = 100;
@@ -110,6 +110,17 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
             input.as_str().ok_or("must be a date-time string")?,
         )?),
         FieldType::Money => parse_money(input)?,
+        FieldType::Password => {
+            let s = input.as_str().ok_or("must be a string")?;
+            let length = s.chars().count();
+            if length < password::MIN_LEN {
+                return Err(format!("must be at least {} characters", password::MIN_LEN));
+            }
+            if length > max_len {
+                return Err(format!("must be at most {max_len} characters"));
+            }
+            FieldValue::Str(password::hash(s).map_err(|e| e.to_string())?)
+        }
         FieldType::Set => {
             let items = input.as_array().ok_or("must be an array of strings")?;
             if items.len() > MAX_SET_MEMBERS {
@@ -257,6 +268,7 @@ pub fn filter_operand(field: &FieldDef, raw: &str, prefix: bool) -> Result<SqlVa
         },
         FieldType::Date => SqlValue::Text(parse_date(raw)?.format("%Y-%m-%d").to_string()),
         FieldType::Datetime => SqlValue::Integer(parse_datetime(raw)?),
+        FieldType::Password => return Err("cannot be filtered on".into()),
     })
 }
 

@@ -15,6 +15,10 @@ pub fn to_json(kind: &KindDef, record: &RecordView) -> Json {
     let mut out = Map::new();
     out.insert("id".into(), Json::String(record.id.to_string()));
     for (field, value) in kind.fields.iter().zip(&record.values) {
+        // A secret stays in the document; it never leaves through the API.
+        if field.is_secret() {
+            continue;
+        }
         let shown = match (value, field.ty) {
             (Some(v), _) => v.to_json(),
             (None, FieldType::Set) => json!([]),

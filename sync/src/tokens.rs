@@ -46,8 +46,17 @@ impl From<rusqlite::Error> for TokenError {
     }
 }
 
-fn digest(secret: &str) -> Vec<u8> {
+/// The SHA-256 digest of a secret, as stored in place of it.
+pub fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A new secret: `prefix` then 256 random bits in hex. Other secrets of
+/// the node (login sessions) are made the same way.
+pub fn new_secret(prefix: &str) -> Result<String, TokenError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(format!("{prefix}{}", hex::encode(random)))
 }
 
 /// Issues a token named `name` limited to `scope` (opaque here) and returns
@@ -58,9 +67,7 @@ pub fn create(
     scope: Option<&str>,
     now_ms: i64,
 ) -> Result<String, TokenError> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
-    let secret = format!("{PREFIX}{}", hex::encode(random));
+    let secret = new_secret(PREFIX)?;
     let stored = conn.execute(
         "INSERT INTO access_tokens (name, digest, created_at, scope) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET digest = excluded.digest,

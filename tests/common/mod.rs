@@ -1,6 +1,9 @@
 //! Test-node harness shared by the integration tests: spawns the real
 //! `crm-node` binary on a temporary data directory and a loopback port, talks
 //! to it over HTTP, and stops it gracefully (SIGTERM) or abruptly (SIGKILL).
+//! Every node starts with [`ADMIN_PASSWORD`] for its first admin; after each
+//! start the harness logs in as `admin`, and its client sends that session
+//! with every request that has no `Authorization` of its own.
 //! Also holds the small API helpers (create, list all pages, search) that more
 //! than one test file needs.
 
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE, IF_MATCH};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -29,6 +32,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Upper bound on pages walked by [`list_all`], so a cursor loop fails fast.
 const MAX_PAGES: usize = 1_000;
 const LISTENING_PREFIX: &str = "crm-node listening on ";
+/// The password of every test node's first `admin` user.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// One running (or stopped, restartable) `crm-node serve` process with its own
 /// data directory. The directory lives as long as the value; dropping the
@@ -43,6 +48,8 @@ pub struct TestNode {
     /// The address to listen on: port 0 (any) until [`Self::restart_same_port`].
     listen: String,
     client: reqwest::Client,
+    /// The test CA (PEM) of a node serving HTTPS.
+    trusted_ca: Option<String>,
 }
 
 /// A response with its body read: status, headers, raw text and the body
@@ -165,18 +172,15 @@ impl TestNode {
     /// harness's client trusts that CA.
     pub async fn start_tls(data: TempDir, name: &str, ca_pem: &str) -> TestNode {
         let mut node = TestNode::new(data, name);
-        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("the test CA is PEM");
-        node.client = client_builder()
-            .add_root_certificate(ca)
-            .build()
-            .expect("build an HTTPS client");
+        node.trusted_ca = Some(ca_pem.to_owned());
+        node.client = node.make_client(HeaderMap::new());
         node.spawn().await;
         node
     }
 
     fn new(data: TempDir, name: &str) -> TestNode {
         let logs = TempDir::new().expect("create a temporary log directory");
-        let client = client_builder().build().expect("build an HTTP client");
+        let client = http_client(HeaderMap::new());
         TestNode {
             data,
             logs,
@@ -185,7 +189,19 @@ impl TestNode {
             base_url: String::new(),
             listen: "127.0.0.1:0".to_owned(),
             client,
+            trusted_ca: None,
         }
+    }
+
+    /// A client sending `headers` on every request, trusting the node's test
+    /// CA when it serves HTTPS.
+    fn make_client(&self, headers: HeaderMap) -> reqwest::Client {
+        let mut builder = client_builder().default_headers(headers);
+        if let Some(pem) = &self.trusted_ca {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the test CA is PEM");
+            builder = builder.add_root_certificate(ca);
+        }
+        builder.build().expect("build an HTTP client")
     }
 
     /// Starts the process again on the same data directory and the same
@@ -264,6 +280,7 @@ impl TestNode {
             .env_remove("CRM_LISTEN")
             .env_remove("CRM_NAME")
             .env_remove("CRM_DATA")
+            .env("CRM_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -310,6 +327,30 @@ impl TestNode {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.base_url = url;
         self.child = Some(child);
+        let token = self.login("admin", ADMIN_PASSWORD).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            format!("Bearer {token}")
+                .parse()
+                .expect("a session token is a header value"),
+        );
+        self.client = self.make_client(headers);
+    }
+
+    /// Logs in over the API (with a client of no session) and returns the
+    /// session token; panics unless the login succeeds.
+    pub async fn login(&self, login: &str, password: &str) -> String {
+        let request = self
+            .make_client(HeaderMap::new())
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": login, "password": password}));
+        let resp = self.send(request).await;
+        resp.expect_status(200, &format!("log in as {login}"));
+        resp.json["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login answered no token: {}", resp.text))
+            .to_owned()
     }
 
     fn take_child(&mut self) -> Child {
@@ -449,6 +490,15 @@ pub async fn read_response(request: RequestBuilder) -> Result<Resp, reqwest::Err
         text,
         json,
     })
+}
+
+/// The harness's HTTP client, sending `headers` with every request that
+/// does not set them itself.
+pub fn http_client(headers: HeaderMap) -> reqwest::Client {
+    client_builder()
+        .default_headers(headers)
+        .build()
+        .expect("build an HTTP client")
 }
 
 fn json_body(request: RequestBuilder, body: &Value) -> RequestBuilder {

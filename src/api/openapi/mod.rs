@@ -16,6 +16,7 @@ use utoipa::openapi::{
     PathsBuilder, Ref, RefOr, Required, ResponseBuilder,
 };
 
+mod auth;
 mod replication;
 mod transfer;
 
@@ -37,6 +38,7 @@ pub fn document(schema: &Schema) -> String {
         .schema_from::<Health>()
         .schema("ConflictValue", conflict_value());
     components = replication::components(components);
+    components = auth::components(components);
     components = transfer::components(components);
     let mut paths = PathsBuilder::new()
         .path("/healthz", PathItem::new(HttpMethod::Get, health_op()))
@@ -86,7 +88,8 @@ pub fn document(schema: &Schema) -> String {
         paths = transfer::paths(paths, kind);
     }
     paths = replication::paths(paths);
-    let api = OpenApiBuilder::new()
+    paths = auth::paths(paths);
+    let mut api = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("crm-node")
@@ -100,6 +103,7 @@ pub fn document(schema: &Schema) -> String {
         .paths(paths.build())
         .components(Some(components.build()))
         .build();
+    auth::apply(&mut api);
     api.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "OpenAPI document does not serialize");
         "{}".to_owned()
@@ -248,6 +252,16 @@ fn field_schema(field: &FieldDef, null_ok: bool) -> RefOr<OaSchema> {
                 "Amount in minor units (kopecks, cents) and an ISO 4217 currency.",
             ))
             .into(),
+        FieldType::Password => ObjectBuilder::new()
+            .schema_type(ty(Type::String))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+            .min_length(Some(crate::records::password::MIN_LEN))
+            .max_length(field.max_len.or(Some(1000)))
+            .write_only(Some(true))
+            .description(Some(
+                "Write-only: stored as an argon2id hash, never returned.",
+            ))
+            .into(),
         FieldType::Set => ArrayBuilder::new()
             .schema_type(ty(Type::Array))
             .items(
@@ -278,7 +292,7 @@ fn record_schema(kind: &KindDef, shape: RecordShape) -> OaSchema {
         )
         .required("id");
     let mut keys = Vec::new();
-    for field in &kind.fields {
+    for field in kind.shown_fields() {
         object = object.property(
             field.name.clone(),
             field_schema(field, field.ty != FieldType::Set),
@@ -334,6 +348,19 @@ fn input_schema(kind: &KindDef, create: bool) -> OaSchema {
     object
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()
+}
+
+/// A required JSON request body of the named component schema.
+fn json_request(schema: &str) -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(schema_ref(schema)))
+                .build(),
+        )
+        .build()
 }
 
 fn json_response(description: &str, schema: RefOr<OaSchema>) -> utoipa::openapi::Response {
@@ -598,26 +625,37 @@ fn create_op(kind: &KindDef) -> OperationBuilder {
             .description(Some("The new record's URL."))
             .build(),
     );
-    OperationBuilder::new()
+    let op = OperationBuilder::new()
         .operation_id(Some(format!("create_{}", kind.collection)))
         .tag(kind.collection.clone())
         .summary(Some(format!("Create a {}", kind.label.to_lowercase())))
-        .request_body(Some(
-            RequestBodyBuilder::new()
-                .required(Some(Required::True))
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(schema_ref(&format!("{label}Create"))))
-                        .build(),
-                )
-                .build(),
-        ))
+        .request_body(Some(json_request(&format!("{label}Create"))))
         .response("201", created)
         .response("400", problem("The body is not a JSON object."))
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."))
+        .response("422", problem("Fields fail validation (see errors)."));
+    with_unique(kind, op)
+}
+
+/// Adds the 409 of a kind with unique fields (a user's login).
+fn with_unique(kind: &KindDef, op: OperationBuilder) -> OperationBuilder {
+    let unique: Vec<&str> = kind
+        .fields
+        .iter()
+        .filter(|f| f.unique)
+        .map(|f| f.name.as_str())
+        .collect();
+    if unique.is_empty() {
+        return op;
+    }
+    op.response(
+        "409",
+        problem(&format!(
+            "Another active record has this {}.",
+            unique.join(" or ")
+        )),
+    )
 }
 
 fn get_op(kind: &KindDef) -> OperationBuilder {
@@ -630,7 +668,7 @@ fn get_op(kind: &KindDef) -> OperationBuilder {
 
 fn patch_op(kind: &KindDef) -> OperationBuilder {
     let label = schema_name(kind);
-    with_id(kind, OperationBuilder::new())
+    let op = with_id(kind, OperationBuilder::new())
         .operation_id(Some(format!("update_{}", kind.collection)))
         .summary(Some(format!(
             "Change a {} (JSON merge patch)",
@@ -671,7 +709,8 @@ fn patch_op(kind: &KindDef) -> OperationBuilder {
         )
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."))
+        .response("422", problem("Fields fail validation (see errors)."));
+    with_unique(kind, op)
 }
 
 fn delete_op(kind: &KindDef) -> OperationBuilder {
@@ -689,13 +728,14 @@ fn delete_op(kind: &KindDef) -> OperationBuilder {
 }
 
 fn restore_op(kind: &KindDef) -> OperationBuilder {
-    with_id(kind, OperationBuilder::new())
+    let op = with_id(kind, OperationBuilder::new())
         .operation_id(Some(format!("restore_{}", kind.collection)))
         .summary(Some(format!(
             "Restore a deleted {}",
             kind.label.to_lowercase()
         )))
-        .response("200", record_response(kind, "The restored record."))
+        .response("200", record_response(kind, "The restored record."));
+    with_unique(kind, op)
 }
 
 fn history_op(kind: &KindDef) -> OperationBuilder {
