@@ -172,6 +172,7 @@ impl Node {
                 self.replication.clone(),
                 self.auth.clone(),
                 shutdown.clone(),
+                matches!(endpoint, Endpoint::Https(_)),
             ),
             api::BodyLimits {
                 api: self.config.max_body_bytes,

@@ -219,6 +219,25 @@ async fn self_signed_command_makes_a_working_set_up() {
     let mut node = TestNode::start_tls(data, "self-signed", &ca).await;
     let health = node.get("/healthz").await;
     health.expect_status(200, "healthz with the self-signed set-up");
+    // Over HTTPS the session cookies are marked Secure.
+    let login = node
+        .post_json(
+            "/api/v1/auth/login",
+            &serde_json::json!({"login": "admin", "password": common::ADMIN_PASSWORD}),
+        )
+        .await;
+    login.expect_status(200, "log in over HTTPS");
+    let cookies: Vec<&str> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies.iter().all(|c| c.ends_with("; Secure")),
+        "{cookies:?}"
+    );
     let status = node.terminate().await;
     assert!(status.success(), "{status}");
 }

@@ -26,10 +26,16 @@ use crate::records::value::format_datetime;
 pub const SESSION_COOKIE: &str = "crm_session";
 pub const CSRF_COOKIE: &str = "crm_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Added to both cookies' attributes. Empty while the node serves plain
-/// HTTP (behind a TLS proxy or on loopback); becomes "; Secure" when the
-/// node serves HTTPS itself.
-const SECURE_ATTRIBUTE: &str = "";
+/// Added to both cookies' attributes when the node serves HTTPS itself.
+/// Behind a TLS proxy or on loopback the node speaks plain HTTP, and a
+/// `Secure` cookie would never come back to it.
+fn secure_attribute(state: &AppState) -> &'static str {
+    if state.https {
+        "; Secure"
+    } else {
+        ""
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -216,15 +222,17 @@ async fn open_session(
     set_cookie(
         &mut response,
         &format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}",
-            session.token
+            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
+            session.token,
+            secure_attribute(&state)
         ),
     );
     // Readable by the page's script, which copies it into X-CSRF-Token.
     set_cookie(
         &mut response,
         &format!(
-            "{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}"
+            "{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{}",
+            secure_attribute(&state)
         ),
     );
     Ok(response)
@@ -238,7 +246,10 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
         set_cookie(
             &mut response,
-            &format!("{name}=; SameSite=Strict; Path=/; Max-Age=0{SECURE_ATTRIBUTE}"),
+            &format!(
+                "{name}=; SameSite=Strict; Path=/; Max-Age=0{}",
+                secure_attribute(&state)
+            ),
         );
     }
     no_store(&mut response);

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Cancelled when the node stops: long-polls end early so that a
     /// graceful shutdown does not wait for them.
     pub shutdown: CancellationToken,
+    /// The node serves HTTPS itself: session cookies are marked `Secure`.
+    pub https: bool,
     openapi: Arc<String>,
 }
 
@@ -54,6 +56,7 @@ impl AppState {
         replication: Replication,
         auth: crate::auth::Auth,
         shutdown: CancellationToken,
+        https: bool,
     ) -> AppState {
         let openapi = Arc::new(openapi::document(records.schema()));
         AppState {
@@ -61,6 +64,7 @@ impl AppState {
             replication,
             auth,
             shutdown,
+            https,
             openapi,
         }
     }
