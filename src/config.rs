@@ -43,6 +43,10 @@ pub struct Config {
     /// Shifts this node's clock by this many seconds. For testing that
     /// replication does not depend on clocks; leave at 0.
     pub clock_offset_secs: i64,
+    /// The largest the database may grow, in bytes (a storage quota). At
+    /// the limit, writes fail with 503 as on a full disk; reads go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_database_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             kinds_dir: None,
             clock_offset_secs: 0,
             auto_sync: true,
+            max_database_bytes: None,
         }
     }
 }
@@ -96,6 +101,7 @@ impl Config {
                 "kinds_dir",
                 "clock_offset_secs",
                 "auto_sync",
+                "max_database_bytes",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -119,6 +125,9 @@ impl Config {
         }
         if self.max_batch_bytes < 64 * 1024 {
             return invalid("max_batch_bytes must be at least 65536");
+        }
+        if self.max_database_bytes.is_some_and(|b| b < 1024 * 1024) {
+            return invalid("max_database_bytes must be at least 1048576 (1 MiB)");
         }
         if self.read_connections == 0 {
             return invalid("read_connections must be at least 1");

@@ -68,6 +68,7 @@ impl Node {
             cache_capacity: config.cache_capacity,
             readers: config.read_connections,
             node_name: rename.then(|| config.name.clone()),
+            max_database_bytes: config.max_database_bytes,
         };
         let projector = Arc::new(RecordProjector::new(schema.clone()));
         let migrations = node_migrations();

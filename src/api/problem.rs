@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use crm_sync::StorageProblem;
 use serde::Serialize;
 
 use crate::records::csv_io::RowError;
@@ -39,7 +40,12 @@ pub struct ApiError {
     detail: String,
     errors: Option<Vec<FieldError>>,
     rejected: Option<(Vec<RowError>, u64)>,
+    /// Seconds after which the client may try again (`Retry-After`).
+    retry_after: Option<u32>,
 }
+
+/// What a client is told to wait before retrying a write the storage refused.
+const STORAGE_RETRY_AFTER_SECS: u32 = 30;
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> ApiError {
@@ -49,6 +55,7 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             rejected: None,
+            retry_after: None,
         }
     }
 
@@ -65,11 +72,25 @@ impl ApiError {
     }
 
     pub fn unavailable() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage-unavailable",
-            "the node cannot use its database right now (disk full or read-only?); nothing was changed",
-        )
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "the node cannot use its database right now (disk full or read-only?); nothing was changed",
+            )
+        }
+    }
+
+    /// The storage refused a write: says why, and that nothing changed.
+    fn storage(problem: StorageProblem) -> ApiError {
+        ApiError {
+            detail: format!(
+                "{problem}: the node cannot store changes right now; nothing was changed. \
+                 Reads still work; writes succeed again once the cause is fixed"
+            ),
+            ..ApiError::unavailable()
+        }
     }
 
     fn internal() -> ApiError {
@@ -81,7 +102,10 @@ impl ApiError {
     }
 
     pub fn from_store(error: crm_sync::StoreError) -> ApiError {
-        if error.is_unavailable() {
+        if let Some(problem) = error.storage_problem() {
+            tracing::error!(error = %error, "storage unavailable");
+            ApiError::storage(problem)
+        } else if error.is_unavailable() {
             tracing::error!(error = %error, "storage unavailable");
             ApiError::unavailable()
         } else {
@@ -143,6 +167,7 @@ impl From<RecordError> for ApiError {
                     detail: summary,
                     errors: Some(errors),
                     rejected: None,
+                    retry_after: None,
                 }
             }
             E::ImportRejected { rejected, count } => ApiError {
@@ -151,6 +176,7 @@ impl From<RecordError> for ApiError {
                 detail,
                 errors: None,
                 rejected: Some((rejected, count)),
+                retry_after: None,
             },
             E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
             E::Store(e) => ApiError::from_store(e),
@@ -183,6 +209,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -17,6 +17,7 @@ mod prepared;
 mod projector;
 mod receive;
 pub mod replicate;
+mod storage;
 mod stored_doc;
 pub mod tokens;
 mod writer;
@@ -24,7 +25,7 @@ mod writer;
 pub use automerge;
 
 pub use database::Migration;
-pub use error::StoreError;
+pub use error::{StorageProblem, StoreError};
 pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use prepared::PreparedDoc;
@@ -52,6 +53,10 @@ pub struct StoreConfig {
     /// Human name of this node; stored on every open when given, kept as
     /// stored otherwise (tools that open a node's database).
     pub node_name: Option<String>,
+    /// The largest the database may grow, in bytes; a write beyond fails
+    /// with [`StoreError::Unavailable`] ([`StorageProblem::Full`]), as on a
+    /// full disk. `None`: as large as the disk allows.
+    pub max_database_bytes: Option<u64>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -82,6 +87,9 @@ impl Store {
         database::migrate(&mut conn, "store", database::STORE_MIGRATIONS)?;
         database::migrate(&mut conn, scope, migrations)?;
         let identity = identity::load_or_create(&conn, config.node_name.as_deref())?;
+        if let Some(bytes) = config.max_database_bytes {
+            storage::set_quota(&conn, bytes)?;
+        }
         let readers = database::reader_pool(&config.path, config.readers)?;
         let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
         let writer = writer::spawn(

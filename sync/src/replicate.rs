@@ -286,7 +286,9 @@ impl<T: Transport> Replicator<T> {
                 match next {
                     Ok(next) => *self.lock_next_page() = Some(next),
                     // The next pull asks again and reports what fails then.
-                    Err(e) => tracing::debug!(peer = %self.peer, error = %e, "first sync: prefetching the next page failed"),
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, error = %e, "first sync: prefetching the next page failed")
+                    }
                 }
                 applied?
             }

@@ -446,8 +446,9 @@ impl Writer<'_> {
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
         let conn = self.conn;
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = StoreError::from(e);
             for job in group {
-                job.fail(group_error(&e));
+                job.fail(share(&e));
             }
             return;
         }
@@ -455,14 +456,15 @@ impl Writer<'_> {
         let mut touched = Vec::new();
         let mut fed = false;
         let mut deferred = Vec::new();
-        let mut broken: Option<rusqlite::Error> = None;
+        let mut broken: Option<StoreError> = None;
         for job in group {
             if let Some(e) = &broken {
-                job.fail(group_error(e));
+                job.fail(share(e));
                 continue;
             }
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                job.fail(StoreError::from(rusqlite_clone(&e)));
+                let e = StoreError::from(e);
+                job.fail(share(&e));
                 broken = Some(e);
                 continue;
             }
@@ -481,13 +483,19 @@ impl Writer<'_> {
                 deferred.append(&mut txn.deferred);
             }
             let job_touched = txn.touched;
-            let end = if ok {
-                conn.execute_batch("RELEASE job")
+            let end = if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back on its own, as it
+                // does after SQLITE_FULL or SQLITE_IOERR: the savepoints are
+                // gone and so is every earlier job's work in this group.
+                Err(rolled_back(conn))
+            } else if ok {
+                conn.execute_batch("RELEASE job").map_err(StoreError::from)
             } else {
                 for id in &job_touched {
                     self.cache.evict(id);
                 }
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(StoreError::from)
             };
             touched.extend(job_touched);
             deliveries.push(delivery);
@@ -498,14 +506,7 @@ impl Writer<'_> {
         let outcome = match broken {
             Some(e) => Err(e),
             None => run_deferred(conn, deferred)
-                .map_err(|e| match e {
-                    StoreError::Sqlite(e) => e,
-                    other => rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                        Some(other.to_string()),
-                    ),
-                })
-                .and_then(|()| conn.execute_batch("COMMIT")),
+                .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from)),
         };
         match outcome {
             Ok(()) => {
@@ -523,35 +524,45 @@ impl Writer<'_> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back");
-                if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
+                if !conn.is_autocommit() {
+                    if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %rollback, "rollback failed");
+                    }
                 }
+                // The documents these jobs changed in memory never reached
+                // the database: drop them so the next use reloads the
+                // committed state.
                 for id in &touched {
                     self.cache.evict(id);
                 }
                 for deliver in deliveries {
-                    deliver(Err(group_error(&e)));
+                    deliver(Err(share(&e)));
                 }
             }
         }
     }
 }
 
-/// A failure of the whole group, as each job's caller sees it.
-fn group_error(e: &rusqlite::Error) -> StoreError {
-    StoreError::Sqlite(rusqlite_clone(e))
+/// The error a transaction that SQLite rolled back by itself is reported
+/// with: the cause is no longer at hand, so the storage is examined.
+fn rolled_back(conn: &Connection) -> StoreError {
+    StoreError::Unavailable {
+        problem: crate::storage::diagnose(conn),
+        message: "SQLite rolled the transaction back after a storage error".into(),
+    }
 }
 
-/// rusqlite errors are not `Clone`; keep the code (which decides retryable
-/// vs. not) and the message.
-fn rusqlite_clone(e: &rusqlite::Error) -> rusqlite::Error {
+/// A failure of the whole group, as each job's caller sees it (errors are
+/// not `Clone`; the storage problem, which decides "retry later", is kept).
+fn share(e: &StoreError) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            rusqlite::Error::SqliteFailure(*code, message.clone())
+        StoreError::Unavailable { problem, message } => StoreError::Unavailable {
+            problem: *problem,
+            message: message.clone(),
+        },
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
         }
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
+        other => StoreError::TaskFailed(format!("the group commit failed: {other}")),
     }
 }
