@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod seeded;
+pub mod storage;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
