@@ -49,6 +49,21 @@ pub(crate) fn diagnose(conn: &Connection) -> StorageProblem {
     StorageProblem::Io
 }
 
+/// An I/O error says little (a write failing with EPERM on an immutable
+/// file is `SQLITE_IOERR_WRITE`): look at the storage to tell the user why.
+pub(crate) fn refine(conn: &Connection, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable {
+            problem: StorageProblem::Io,
+            message,
+        } => StoreError::Unavailable {
+            problem: diagnose(conn),
+            message,
+        },
+        other => other,
+    }
+}
+
 /// Whether the database file and its WAL can still be opened for writing
 /// (an immutable file or a read-only mount refuses that).
 fn writable(database: &Path) -> bool {

@@ -508,7 +508,7 @@ impl Writer<'_> {
             None => run_deferred(conn, deferred)
                 .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from)),
         };
-        match outcome {
+        match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
                 if fed {
                     match crate::feed::latest_seq(conn) {
