@@ -10,7 +10,8 @@
 //!
 //! `CRM_CRASH_KILLS=<n>` sets the number of kills (default 50);
 //! `CRM_CRASH_SEED=<n>` replays a printed seed (the kill moments and the
-//! operations; the node's own timing still varies).
+//! operations; the node's own timing still varies). The peer links both
+//! ways, so A is killed while pulling, pushing and applying pushed batches.
 
 mod common;
 
@@ -272,7 +273,10 @@ async fn crash_loop(kills: usize, seed: u64) {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut cluster = Cluster::start(2, CONFIG).await;
+    // Both ways: A pulls from and pushes to P, and P pushes into A, so
+    // received batches are being applied on A when it dies as well.
     cluster.link(0, 1).await;
+    cluster.link(1, 0).await;
     let peer_stop = Arc::new(AtomicBool::new(false));
     let peer_task = tokio::spawn(peer_writer(
         cluster.nodes[1].client().clone(),
@@ -316,7 +320,7 @@ async fn crash_loop(kills: usize, seed: u64) {
             check, "ok",
             "life {life} (seed {seed}): integrity_check after the kill"
         );
-        a.restart().await;
+        a.restart_same_port().await;
         let mut failures = Vec::new();
         for records in owned.iter_mut() {
             failures.extend(verify(a, records, life, &mut cut).await);

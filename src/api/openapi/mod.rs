@@ -358,6 +358,11 @@ fn problem(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// What every write may answer when the storage refuses it.
+const STORAGE_UNAVAILABLE: &str = "The database cannot take writes (disk full, size limit \
+    reached, read-only data folder); nothing changed. Reads still work; retry after the \
+    seconds in Retry-After.";
+
 fn record_response(kind: &KindDef, description: &str) -> utoipa::openapi::Response {
     let mut response = json_response(description, schema_ref(&schema_name(kind)));
     response.headers.insert(
@@ -618,6 +623,7 @@ fn create_op(kind: &KindDef) -> OperationBuilder {
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
         .response("422", problem("Fields fail validation (see errors)."))
+        .response("503", problem(STORAGE_UNAVAILABLE))
 }
 
 fn get_op(kind: &KindDef) -> OperationBuilder {
@@ -672,6 +678,7 @@ fn patch_op(kind: &KindDef) -> OperationBuilder {
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
         .response("422", problem("Fields fail validation (see errors)."))
+        .response("503", problem(STORAGE_UNAVAILABLE))
 }
 
 fn delete_op(kind: &KindDef) -> OperationBuilder {
@@ -686,6 +693,7 @@ fn delete_op(kind: &KindDef) -> OperationBuilder {
             ResponseBuilder::new().description("Deleted.").build(),
         )
         .response("410", problem("Already deleted."))
+        .response("503", problem(STORAGE_UNAVAILABLE))
 }
 
 fn restore_op(kind: &KindDef) -> OperationBuilder {
@@ -696,6 +704,7 @@ fn restore_op(kind: &KindDef) -> OperationBuilder {
             kind.label.to_lowercase()
         )))
         .response("200", record_response(kind, "The restored record."))
+        .response("503", problem(STORAGE_UNAVAILABLE))
 }
 
 fn history_op(kind: &KindDef) -> OperationBuilder {
