@@ -110,6 +110,10 @@ impl Node {
         &self.replication
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Closes the store (tools that opened the node without serving).
     pub async fn close(self) {
         self.store.close().await;

@@ -87,8 +87,8 @@ impl Store {
         database::migrate(&mut conn, "store", database::STORE_MIGRATIONS)?;
         database::migrate(&mut conn, scope, migrations)?;
         let identity = identity::load_or_create(&conn, config.node_name.as_deref())?;
-        if let Some(bytes) = config.max_database_bytes {
-            storage::set_quota(&conn, bytes)?;
+        if config.max_database_bytes.is_some() {
+            storage::set_quota(&conn, config.max_database_bytes)?;
         }
         let readers = database::reader_pool(&config.path, config.readers)?;
         let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
@@ -160,6 +160,14 @@ impl Store {
         })
         .await
         .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?
+    }
+
+    /// Changes the size limit (see [`StoreConfig::max_database_bytes`])
+    /// while the store runs: a store at its limit takes writes again as soon
+    /// as the limit is raised.
+    pub async fn set_max_database_bytes(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        self.write(move |txn| storage::set_quota(txn.conn, bytes))
+            .await
     }
 
     /// Stops accepting writes, finishes the queued ones and closes the write

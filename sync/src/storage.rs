@@ -15,12 +15,21 @@ const LOW_SPACE_BYTES: u64 = 4 * 1024 * 1024;
 /// Within this many pages of the quota a failed write is put down to it.
 const QUOTA_MARGIN_PAGES: i64 = 1024;
 
-/// Caps the database at `bytes` (rounded down to whole pages): a write that
-/// would grow it beyond fails with `SQLITE_FULL`, as on a full disk. The
-/// limit holds for this connection only, and never below the current size.
-pub(crate) fn set_quota(conn: &Connection, bytes: u64) -> Result<(), StoreError> {
+/// SQLite's largest page count: no limit but the disk.
+const NO_QUOTA_PAGES: i64 = 0xFFFF_FFFE;
+
+/// Caps the database at `bytes` (rounded down to whole pages; `None`: no
+/// cap): a write that would grow it beyond fails with `SQLITE_FULL`, as on a
+/// full disk. The limit holds for this connection only, and never below the
+/// current size.
+pub(crate) fn set_quota(conn: &Connection, bytes: Option<u64>) -> Result<(), StoreError> {
     let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+    let pages = match bytes {
+        Some(bytes) => {
+            (i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1)).min(NO_QUOTA_PAGES)
+        }
+        None => NO_QUOTA_PAGES,
+    };
     let set: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
         r.get(0)
     })?;
