@@ -88,14 +88,15 @@ async fn fill(node: &Arc<TestNode>, tag: &str) -> Fill {
 }
 
 /// Every refusal is the storage problem, saying `cause`.
-fn assert_refusals(fill: &Fill, cause: &str) {
+fn assert_refusals(node: &TestNode, fill: &Fill, cause: &str) {
     assert!(!fill.refused.is_empty(), "no write was refused");
     for resp in &fill.refused {
         assert_eq!(
             resp.status,
             StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            resp.text
+            "{}\nnode log:\n{}",
+            resp.text,
+            node.log_tail()
         );
         assert_eq!(resp.content_type(), "application/problem+json");
         assert_eq!(
@@ -161,7 +162,7 @@ async fn at_the_size_limit_writes_get_503_and_room_lets_them_through() {
 
     let node = Arc::new(node);
     let full = fill(&node, "Quota").await;
-    assert_refusals(&full, "disk is full");
+    assert_refusals(&node, &full, "disk is full");
     assert!(!full.acked.is_empty(), "nothing fitted under the limit");
 
     // A peer pushing to the full node is told why, and can retry later.
@@ -256,7 +257,7 @@ async fn on_a_full_disk_writes_get_503_and_resume_by_themselves_when_space_retur
     let filler = fill_disk(&mount.0, 1024 * 1024);
 
     let full = fill(&node, "Disk").await;
-    assert_refusals(&full, "disk is full");
+    assert_refusals(&node, &full, "disk is full");
     assert_acked(&node, &full.acked).await;
     let database = database_of(node.data_dir());
     assert_eq!(integrity_check(&database), "ok", "on the full disk");
@@ -322,7 +323,7 @@ async fn with_a_read_only_database_writes_get_503_and_resume_when_writable() {
         acked: Vec::new(),
         refused,
     };
-    assert_refusals(&fill, "read-only");
+    assert_refusals(&node, &fill, "read-only");
     let path = format!("/api/v1/clients/{}", common::id_of(&before.json));
     node.get(&path)
         .await

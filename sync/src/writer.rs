@@ -247,10 +247,7 @@ impl<'a> WriteTxn<'a> {
 /// document changed several times in one group (an edit and a received
 /// change, say) keeps only its last addition: its last state.
 fn run_deferred(conn: &Connection, deferred: Vec<(i64, Deferred)>) -> Result<(), StoreError> {
-    let failed = |e: crate::ProjectError| StoreError::Projection {
-        id: "(deferred)".into(),
-        message: e.to_string(),
-    };
+    let failed = |e| projection_failed("(deferred)".into(), e);
     let last: std::collections::HashMap<i64, usize> = deferred
         .iter()
         .enumerate()
@@ -279,10 +276,9 @@ pub(crate) fn project(
     rid: i64,
     new: bool,
 ) -> Result<Deferred, StoreError> {
-    let rows = projector.render(doc).map_err(|e| StoreError::Projection {
-        id: doc.id.to_string(),
-        message: e.to_string(),
-    })?;
+    let rows = projector
+        .render(doc)
+        .map_err(|e| projection_failed(doc.id.to_string(), e))?;
     store_rows(rows, conn, &doc.id, rid, new)
 }
 
@@ -294,10 +290,26 @@ pub(crate) fn store_rows(
     new: bool,
 ) -> Result<Deferred, StoreError> {
     rows.store(conn, rid, new)
-        .map_err(|e| StoreError::Projection {
-            id: id.to_string(),
+        .map_err(|e| projection_failed(id.to_string(), e))
+}
+
+/// A projection that failed because the storage refused its write (the
+/// full-text index hit a full disk, say) is a storage failure, answered
+/// "retry later"; any other failure is the projection's.
+fn projection_failed(id: String, e: crate::ProjectError) -> StoreError {
+    match e.downcast::<rusqlite::Error>() {
+        Ok(sqlite) => match StoreError::from(*sqlite) {
+            unavailable @ StoreError::Unavailable { .. } => unavailable,
+            other => StoreError::Projection {
+                id,
+                message: other.to_string(),
+            },
+        },
+        Err(e) => StoreError::Projection {
+            id,
             message: e.to_string(),
-        })
+        },
+    }
 }
 
 /// Hands the job's result to its caller once the group's fate is known.

@@ -7,13 +7,21 @@ use std::sync::Arc;
 
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
-use crm_sync::{ChangeMeta, DocId, NoProjection, StorageProblem, Store, StoreConfig, StoreError};
+use crm_sync::{
+    ChangeMeta, Deferred, DocId, DocRef, NoProjection, ProjectError, Projector, Rendered,
+    StorageProblem, Store, StoreConfig, StoreError,
+};
+use rusqlite::{params, Connection};
 
 const QUOTA: u64 = 512 * 1024;
 /// Bounds the filling loop: the quota is reached long before.
 const MAX_ROUNDS: usize = 2_000;
 
 fn open(dir: &tempfile::TempDir, quota: u64) -> Store {
+    open_with(dir, quota, Arc::new(NoProjection))
+}
+
+fn open_with(dir: &tempfile::TempDir, quota: u64, projector: Arc<dyn Projector>) -> Store {
     let config = StoreConfig {
         path: dir.path().join("store.sqlite3"),
         cache_capacity: 64,
@@ -21,7 +29,46 @@ fn open(dir: &tempfile::TempDir, quota: u64) -> Store {
         node_name: Some("full".into()),
         max_database_bytes: Some(quota),
     };
-    Store::open(&config, "test", &[], Arc::new(NoProjection)).expect("store opens")
+    Store::open(&config, "test", &[], projector).expect("store opens")
+}
+
+/// A projection whose rows are large (like a full-text index), written
+/// both in the job and deferred to the end of the group: the quota is hit
+/// inside the projector.
+struct Bulky;
+
+impl Projector for Bulky {
+    fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(Bulky))
+    }
+}
+
+impl Rendered for Bulky {
+    fn store(
+        self: Box<Self>,
+        conn: &Connection,
+        rid: i64,
+        _: bool,
+    ) -> Result<Deferred, ProjectError> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS rows_now (rid INTEGER PRIMARY KEY, b BLOB);
+             CREATE TABLE IF NOT EXISTS rows_later (rid INTEGER PRIMARY KEY, b BLOB)",
+        )?;
+        conn.execute(
+            "INSERT OR REPLACE INTO rows_now VALUES (?1, randomblob(6000))",
+            params![rid],
+        )?;
+        Ok(Deferred {
+            remove: None,
+            add: Some(Box::new(move |conn: &Connection| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO rows_later VALUES (?1, randomblob(6000))",
+                    params![rid],
+                )?;
+                Ok(())
+            })),
+        })
+    }
 }
 
 fn meta() -> ChangeMeta {
@@ -68,6 +115,16 @@ async fn value_of(store: &Store, id: DocId) -> Option<String> {
         })
         .await
         .expect("reading a document through the writer")
+}
+
+/// The filling loop met the quota, and the error says so.
+fn assert_full(error: Option<StoreError>, what: &str) {
+    let error = error.unwrap_or_else(|| panic!("{what}: the quota was never reached"));
+    assert_eq!(
+        error.storage_problem(),
+        Some(StorageProblem::Full),
+        "{what}: not reported as a full disk: {error}"
+    );
 }
 
 fn integrity(dir: &tempfile::TempDir) -> String {
@@ -127,12 +184,7 @@ async fn a_full_store_refuses_writes_cleanly_and_takes_them_again_with_room() {
             break;
         }
     }
-    let error = full.expect("the quota was reached");
-    assert_eq!(
-        error.storage_problem(),
-        Some(StorageProblem::Full),
-        "not reported as a full disk: {error}"
-    );
+    assert_full(full, "an edit or create at the quota");
 
     // The writer lives on, the failed edit left nothing in the cached
     // document, and reads go on.
@@ -161,6 +213,40 @@ async fn a_full_store_refuses_writes_cleanly_and_takes_them_again_with_room() {
         .await
         .expect("a write fits under the larger quota");
     assert_eq!(value_of(&store, id).await.as_deref(), Some("after"));
+    store.close().await;
+    assert_eq!(integrity(&dir), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_that_hits_the_quota_is_a_storage_failure_not_a_bug() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with(&dir, QUOTA, Arc::new(Bulky));
+    let mut refused = None;
+    for n in 0..MAX_ROUNDS {
+        let mut writes = Vec::new();
+        for k in 0..4 {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                store
+                    .write(move |txn| {
+                        txn.create("things", &meta(), |tx| {
+                            tx.put(ROOT, "n", (n * 4 + k) as i64)
+                                .map_err(StoreError::from)
+                        })
+                    })
+                    .await
+            }));
+        }
+        for write in writes {
+            if let Err(e) = write.await.expect("the write task runs") {
+                refused.get_or_insert(e);
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    assert_full(refused, "a projection at the quota");
     store.close().await;
     assert_eq!(integrity(&dir), "ok");
 }
