@@ -62,6 +62,10 @@ pub struct Config {
     /// is generated and printed once on standard error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<Secret>,
+    /// The largest the database may grow, in bytes (a storage quota). At
+    /// the limit, writes fail with 503 as on a full disk; reads go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_database_bytes: Option<u64>,
 }
 
 /// A secret setting: shown as `***` in `Debug` (logs, error reports).
@@ -94,6 +98,7 @@ impl Default for Config {
             peer_ca: None,
             session_ttl_secs: 12 * 3600,
             admin_password: None,
+            max_database_bytes: None,
         }
     }
 }
@@ -136,6 +141,7 @@ impl Config {
                 "peer_ca",
                 "session_ttl_secs",
                 "admin_password",
+                "max_database_bytes",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -159,6 +165,9 @@ impl Config {
         }
         if self.max_batch_bytes < 64 * 1024 {
             return invalid("max_batch_bytes must be at least 65536");
+        }
+        if self.max_database_bytes.is_some_and(|b| b < 1024 * 1024) {
+            return invalid("max_database_bytes must be at least 1048576 (1 MiB)");
         }
         if self.read_connections == 0 {
             return invalid("read_connections must be at least 1");

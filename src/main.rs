@@ -117,10 +117,50 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
     tracing::info!(%url, "serving");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    #[cfg(unix)]
+    {
+        // Registered before serving: an unhandled SIGHUP would end the node.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        tokio::spawn(reload_on_hangup(
+            hangup,
+            data.clone(),
+            node.store().clone(),
+            shutdown.clone(),
+        ));
+    }
     node.serve(endpoint, shutdown).await?;
     drop(lock);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// On SIGHUP, reads `max_database_bytes` again from the configuration, so
+/// that a node at its size limit takes writes again without a restart.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    data: std::path::PathBuf,
+    store: crm_sync::Store,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangup.recv() => if got.is_none() { return },
+        }
+        let limit = match Config::load(&data, Overrides::default()) {
+            Ok(config) => config.max_database_bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+                continue;
+            }
+        };
+        match store.set_max_database_bytes(limit).await {
+            Ok(()) => tracing::info!(max_database_bytes = ?limit, "SIGHUP: size limit reloaded"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: size limit not changed"),
+        }
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -94,6 +94,7 @@ impl Node {
             cache_capacity: config.cache_capacity,
             readers: config.read_connections,
             node_name: rename.then(|| config.name.clone()),
+            max_database_bytes: config.max_database_bytes,
         };
         let projector = Arc::new(RecordProjector::new(schema.clone()));
         let migrations = node_migrations();
@@ -152,6 +153,10 @@ impl Node {
     pub async fn ensure_admin(&self) -> Result<Option<String>, NodeError> {
         let configured = self.config.admin_password.as_ref().map(|s| s.0.as_str());
         Ok(self.auth.ensure_admin(configured).await?)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Closes the store (tools that opened the node without serving).

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use common::cluster::{
-    add_peer, issue_token, peer_status, run_sync, wait_for, Cluster, NodeState, SyncApi,
+    add_peer, epoch_of, issue_token, peer_status, run_sync, wait_for, Cluster, NodeState, SyncApi,
 };
 use common::{create, id_of, TestNode};
 
@@ -412,14 +412,6 @@ async fn continuous_sync_reconnects_to_a_peer_that_was_down() {
 
 // ---------------------------------------------------------------------------
 // Backup, restore and epochs
-
-async fn epoch_of(node: &TestNode) -> u64 {
-    let resp = node.get("/healthz").await;
-    resp.expect_status(200, "healthz");
-    resp.json["epoch"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("healthz has no epoch: {}", resp.text))
-}
 
 #[tokio::test]
 async fn a_node_restored_from_a_backup_gets_back_what_it_lost_and_goes_on() {

@@ -51,6 +51,7 @@ pub async fn create_limit(
         cache_capacity: 2048,
         readers: 2,
         node_name: Some("crm-bench".to_owned()),
+        max_database_bytes: None,
     };
     let store = Store::open(&config, "bench", &[], Arc::new(NoProjection)) // the limit leaves out the node's query tables
         .context("opening the in-process store")?;

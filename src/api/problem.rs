@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use crm_sync::StorageProblem;
 use serde::Serialize;
 
 use crate::access::AccessError;
@@ -45,6 +46,9 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
+/// What a client is told to wait before retrying a write the storage refused.
+const STORAGE_RETRY_AFTER_SECS: u64 = 30;
+
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
@@ -70,11 +74,25 @@ impl ApiError {
     }
 
     pub fn unavailable() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage-unavailable",
-            "the node cannot use its database right now (disk full or read-only?); nothing was changed",
-        )
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "the node cannot use its database right now (disk full or read-only?); nothing was changed",
+            )
+        }
+    }
+
+    /// The storage refused a write: says why, and that nothing changed.
+    fn storage(problem: StorageProblem) -> ApiError {
+        ApiError {
+            detail: format!(
+                "{problem}: the node cannot store changes right now; nothing was changed. \
+                 Reads still work; writes succeed again once the cause is fixed"
+            ),
+            ..ApiError::unavailable()
+        }
     }
 
     fn internal() -> ApiError {
@@ -86,7 +104,10 @@ impl ApiError {
     }
 
     pub fn from_store(error: crm_sync::StoreError) -> ApiError {
-        if error.is_unavailable() {
+        if let Some(problem) = error.storage_problem() {
+            tracing::error!(error = %error, "storage unavailable");
+            ApiError::storage(problem)
+        } else if error.is_unavailable() {
             tracing::error!(error = %error, "storage unavailable");
             ApiError::unavailable()
         } else {

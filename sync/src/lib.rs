@@ -18,6 +18,7 @@ mod projector;
 mod receive;
 pub mod replicate;
 mod scope;
+mod storage;
 mod stored_doc;
 pub mod tokens;
 mod writer;
@@ -25,7 +26,7 @@ mod writer;
 pub use automerge;
 
 pub use database::Migration;
-pub use error::StoreError;
+pub use error::{StorageProblem, StoreError};
 pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use prepared::PreparedDoc;
@@ -54,6 +55,10 @@ pub struct StoreConfig {
     /// Human name of this node; stored on every open when given, kept as
     /// stored otherwise (tools that open a node's database).
     pub node_name: Option<String>,
+    /// The largest the database may grow, in bytes; a write beyond fails
+    /// with [`StoreError::Unavailable`] ([`StorageProblem::Full`]), as on a
+    /// full disk. `None`: as large as the disk allows.
+    pub max_database_bytes: Option<u64>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -84,6 +89,9 @@ impl Store {
         database::migrate(&mut conn, "store", database::STORE_MIGRATIONS)?;
         database::migrate(&mut conn, scope, migrations)?;
         let identity = identity::load_or_create(&conn, config.node_name.as_deref())?;
+        if config.max_database_bytes.is_some() {
+            storage::set_quota(&conn, config.max_database_bytes)?;
+        }
         let readers = database::reader_pool(&config.path, config.readers)?;
         let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
         let writer = writer::spawn(
@@ -154,6 +162,14 @@ impl Store {
         })
         .await
         .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?
+    }
+
+    /// Changes the size limit (see [`StoreConfig::max_database_bytes`])
+    /// while the store runs: a store at its limit takes writes again as soon
+    /// as the limit is raised.
+    pub async fn set_max_database_bytes(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        self.write(move |txn| storage::set_quota(txn.conn, bytes))
+            .await
     }
 
     /// Stops accepting writes, finishes the queued ones and closes the write

@@ -246,10 +246,7 @@ impl<'a> WriteTxn<'a> {
 /// document changed several times in one group (an edit and a received
 /// change, say) keeps only its last addition: its last state.
 fn run_deferred(conn: &Connection, deferred: Vec<(i64, Deferred)>) -> Result<(), StoreError> {
-    let failed = |e: crate::ProjectError| StoreError::Projection {
-        id: "(deferred)".into(),
-        message: e.to_string(),
-    };
+    let failed = |e| projection_failed("(deferred)".into(), e);
     let last: std::collections::HashMap<i64, usize> = deferred
         .iter()
         .enumerate()
@@ -278,10 +275,9 @@ pub(crate) fn project(
     rid: i64,
     new: bool,
 ) -> Result<Deferred, StoreError> {
-    let rows = projector.render(doc).map_err(|e| StoreError::Projection {
-        id: doc.id.to_string(),
-        message: e.to_string(),
-    })?;
+    let rows = projector
+        .render(doc)
+        .map_err(|e| projection_failed(doc.id.to_string(), e))?;
     store_rows(rows, conn, &doc.id, rid, new)
 }
 
@@ -293,10 +289,26 @@ pub(crate) fn store_rows(
     new: bool,
 ) -> Result<Deferred, StoreError> {
     rows.store(conn, rid, new)
-        .map_err(|e| StoreError::Projection {
-            id: id.to_string(),
+        .map_err(|e| projection_failed(id.to_string(), e))
+}
+
+/// A projection that failed because the storage refused its write (the
+/// full-text index hit a full disk, say) is a storage failure, answered
+/// "retry later"; any other failure is the projection's.
+fn projection_failed(id: String, e: crate::ProjectError) -> StoreError {
+    match e.downcast::<rusqlite::Error>() {
+        Ok(sqlite) => match StoreError::from(*sqlite) {
+            unavailable @ StoreError::Unavailable { .. } => unavailable,
+            other => StoreError::Projection {
+                id,
+                message: other.to_string(),
+            },
+        },
+        Err(e) => StoreError::Projection {
+            id,
             message: e.to_string(),
-        })
+        },
+    }
 }
 
 /// Hands the job's result to its caller once the group's fate is known.
@@ -445,8 +457,9 @@ impl Writer<'_> {
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
         let conn = self.conn;
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = StoreError::from(e);
             for job in group {
-                job.fail(group_error(&e));
+                job.fail(share(&e));
             }
             return;
         }
@@ -454,14 +467,15 @@ impl Writer<'_> {
         let mut touched = Vec::new();
         let mut fed = false;
         let mut deferred = Vec::new();
-        let mut broken: Option<rusqlite::Error> = None;
+        let mut broken: Option<StoreError> = None;
         for job in group {
             if let Some(e) = &broken {
-                job.fail(group_error(e));
+                job.fail(share(e));
                 continue;
             }
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                job.fail(StoreError::from(rusqlite_clone(&e)));
+                let e = StoreError::from(e);
+                job.fail(share(&e));
                 broken = Some(e);
                 continue;
             }
@@ -480,13 +494,19 @@ impl Writer<'_> {
                 deferred.append(&mut txn.deferred);
             }
             let job_touched = txn.touched;
-            let end = if ok {
-                conn.execute_batch("RELEASE job")
+            let end = if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back on its own, as it
+                // does after SQLITE_FULL or SQLITE_IOERR: the savepoints are
+                // gone and so is every earlier job's work in this group.
+                Err(rolled_back(conn))
+            } else if ok {
+                conn.execute_batch("RELEASE job").map_err(StoreError::from)
             } else {
                 for id in &job_touched {
                     self.cache.evict(id);
                 }
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(StoreError::from)
             };
             touched.extend(job_touched);
             deliveries.push(delivery);
@@ -497,16 +517,9 @@ impl Writer<'_> {
         let outcome = match broken {
             Some(e) => Err(e),
             None => run_deferred(conn, deferred)
-                .map_err(|e| match e {
-                    StoreError::Sqlite(e) => e,
-                    other => rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                        Some(other.to_string()),
-                    ),
-                })
-                .and_then(|()| conn.execute_batch("COMMIT")),
+                .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from)),
         };
-        match outcome {
+        match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
                 if fed {
                     match crate::feed::latest_seq(conn) {
@@ -522,35 +535,45 @@ impl Writer<'_> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back");
-                if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
+                if !conn.is_autocommit() {
+                    if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %rollback, "rollback failed");
+                    }
                 }
+                // The documents these jobs changed in memory never reached
+                // the database: drop them so the next use reloads the
+                // committed state.
                 for id in &touched {
                     self.cache.evict(id);
                 }
                 for deliver in deliveries {
-                    deliver(Err(group_error(&e)));
+                    deliver(Err(share(&e)));
                 }
             }
         }
     }
 }
 
-/// A failure of the whole group, as each job's caller sees it.
-fn group_error(e: &rusqlite::Error) -> StoreError {
-    StoreError::Sqlite(rusqlite_clone(e))
+/// The error a transaction that SQLite rolled back by itself is reported
+/// with: the cause is no longer at hand, so the storage is examined.
+fn rolled_back(conn: &Connection) -> StoreError {
+    StoreError::Unavailable {
+        problem: crate::storage::diagnose(conn),
+        message: "SQLite rolled the transaction back after a storage error".into(),
+    }
 }
 
-/// rusqlite errors are not `Clone`; keep the code (which decides retryable
-/// vs. not) and the message.
-fn rusqlite_clone(e: &rusqlite::Error) -> rusqlite::Error {
+/// A failure of the whole group, as each job's caller sees it (errors are
+/// not `Clone`; the storage problem, which decides "retry later", is kept).
+fn share(e: &StoreError) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            rusqlite::Error::SqliteFailure(*code, message.clone())
+        StoreError::Unavailable { problem, message } => StoreError::Unavailable {
+            problem: *problem,
+            message: message.clone(),
+        },
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
         }
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
+        other => StoreError::TaskFailed(format!("the group commit failed: {other}")),
     }
 }

@@ -32,6 +32,7 @@ async fn node() -> Node {
         cache_capacity: 8,
         readers: 2,
         node_name: Some("sim".into()),
+        max_database_bytes: None,
     };
     let store = tokio::task::spawn_blocking(move || {
         Store::open(&config, "test", &[], Arc::new(NoProjection))

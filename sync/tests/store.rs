@@ -57,6 +57,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
         cache_capacity: 4,
         readers: 2,
         node_name: Some("test".into()),
+        max_database_bytes: None,
     };
     Store::open(&config, "test", &[], Arc::new(CountingProjector)).expect("store opens")
 }

@@ -534,3 +534,12 @@ impl Cluster {
         panic!("nodes still differ {MAX_SETTLE_ROUNDS} rounds after quiesce:\n{report}");
     }
 }
+
+/// The epoch `node` reports on `/healthz` (a restore raises it).
+pub async fn epoch_of(node: &TestNode) -> u64 {
+    let resp = node.get("/healthz").await;
+    resp.expect_status(200, "healthz");
+    resp.json["epoch"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("healthz has no epoch: {}", resp.text))
+}

@@ -11,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod seeded;
+pub mod storage;
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -367,16 +369,16 @@ impl TestNode {
             .expect("wait for the killed node");
     }
 
+    /// Sends SIGHUP (the node reads its size limit again).
+    pub async fn hang_up(&self) {
+        let child = self.child.as_ref().expect("the node is not running");
+        signal(child, "-HUP").await;
+    }
+
     /// Sends SIGTERM and waits (with a deadline) for the process to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.take_child();
-        let pid = child.id().expect("a running child has a pid");
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        signal(&child, "-TERM").await;
         match tokio::time::timeout(STOP_DEADLINE, child.wait()).await {
             Ok(status) => status.expect("wait for the terminated node"),
             Err(_) => {
@@ -433,6 +435,17 @@ impl TestNode {
         }
         self.send(request).await
     }
+}
+
+/// Sends `child` a signal with `kill` (e.g. `-TERM`).
+async fn signal(child: &Child, which: &str) {
+    let pid = child.id().expect("a running child has a pid");
+    let sent = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .await
+        .unwrap_or_else(|e| panic!("run kill {which}: {e}"));
+    assert!(sent.success(), "kill {which} {pid} failed: {sent}");
 }
 
 impl Drop for TestNode {

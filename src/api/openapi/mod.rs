@@ -385,6 +385,11 @@ fn problem(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// What every write may answer when the storage refuses it.
+const STORAGE_UNAVAILABLE: &str = "The database cannot take writes (disk full, size limit \
+    reached, read-only data folder); nothing changed. Reads still work; retry after the \
+    seconds in Retry-After.";
+
 fn record_response(kind: &KindDef, description: &str) -> utoipa::openapi::Response {
     let mut response = json_response(description, schema_ref(&schema_name(kind)));
     response.headers.insert(
@@ -634,7 +639,8 @@ fn create_op(kind: &KindDef) -> OperationBuilder {
         .response("400", problem("The body is not a JSON object."))
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."));
+        .response("422", problem("Fields fail validation (see errors)."))
+        .response("503", problem(STORAGE_UNAVAILABLE));
     with_unique(kind, op)
 }
 
@@ -709,7 +715,8 @@ fn patch_op(kind: &KindDef) -> OperationBuilder {
         )
         .response("413", problem("The body is too large."))
         .response("415", problem("The body is not JSON."))
-        .response("422", problem("Fields fail validation (see errors)."));
+        .response("422", problem("Fields fail validation (see errors)."))
+        .response("503", problem(STORAGE_UNAVAILABLE));
     with_unique(kind, op)
 }
 
@@ -725,6 +732,7 @@ fn delete_op(kind: &KindDef) -> OperationBuilder {
             ResponseBuilder::new().description("Deleted.").build(),
         )
         .response("410", problem("Already deleted."))
+        .response("503", problem(STORAGE_UNAVAILABLE))
 }
 
 fn restore_op(kind: &KindDef) -> OperationBuilder {
@@ -734,7 +742,8 @@ fn restore_op(kind: &KindDef) -> OperationBuilder {
             "Restore a deleted {}",
             kind.label.to_lowercase()
         )))
-        .response("200", record_response(kind, "The restored record."));
+        .response("200", record_response(kind, "The restored record."))
+        .response("503", problem(STORAGE_UNAVAILABLE));
     with_unique(kind, op)
 }
 
