@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::cluster::{add_peer, issue_scoped_token, run_sync, NodeState};
-use common::{create, id_of, TestNode};
+use common::{create, id_of, list_ids, TestNode};
 use serde_json::{json, Value};
 
 const REPS: [&str; 3] = ["ivanov", "petrov", "sidorov"];
@@ -242,4 +242,56 @@ async fn reassigned_records_move_between_laptops() {
     assert_eq!(round["pushed"]["rejected"], json!(1), "{round}");
     let head = NodeState::read(&office.head).await;
     assert_ne!(head.records["clients"][&moved]["city"], json!("Тверь"));
+}
+
+/// A kind with its own manager that references clients (deals, from a
+/// company's kinds folder): a deal inside the scope brings its client along,
+/// even a client another rep manages.
+#[tokio::test]
+async fn a_deal_inside_the_scope_brings_its_client() {
+    let kinds = tempfile::TempDir::new().expect("create a kinds folder");
+    std::fs::write(
+        kinds.path().join("deals.toml"),
+        "collection = \"deals\"\nlabel = \"Deal\"\ntitle = [\"title\"]\n\n\
+         [[fields]]\nname = \"title\"\ntype = \"string\"\nrequired = true\nmax_len = 200\n\n\
+         [[fields]]\nname = \"manager\"\ntype = \"string\"\nmax_len = 100\nindexed = true\n\n\
+         [[fields]]\nname = \"client_id\"\ntype = \"reference\"\nto = \"clients\"\nindexed = true\n",
+    )
+    .expect("write deals.toml");
+    let config = format!(
+        "auto_sync = false\nkinds_dir = {:?}\n",
+        kinds.path().display().to_string()
+    );
+    let head = TestNode::start_with_config("head", &config).await;
+    let shared = create(
+        &head,
+        "clients",
+        json!({"name": "Shared", "manager": "petrov"}),
+    )
+    .await;
+    let other = create(
+        &head,
+        "clients",
+        json!({"name": "Petrov's", "manager": "petrov"}),
+    )
+    .await;
+    let deal = create(
+        &head,
+        "deals",
+        json!({"title": "Big deal", "manager": "ivanov", "client_id": id_of(&shared)}),
+    )
+    .await;
+    let token = issue_scoped_token(
+        &head,
+        "laptop-ivanov",
+        &["--kinds", "clients,deals", "--filter", "manager=ivanov"],
+    )
+    .await;
+    let laptop = TestNode::start_with_config("ivanov", &config).await;
+    add_peer(&laptop, "head", head.base_url(), &token).await;
+    let round = run_sync(&laptop, "head", None).await;
+    assert_eq!(round["error"], Value::Null, "{round}");
+    assert_eq!(list_ids(&laptop, "deals", &[]).await, vec![id_of(&deal)]);
+    let clients = list_ids(&laptop, "clients", &[]).await;
+    assert_eq!(clients, vec![id_of(&shared)], "not {}", id_of(&other));
 }

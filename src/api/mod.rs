@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::serve::IncomingStream;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::records::Records;
@@ -108,7 +109,7 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
             state.clone(),
             sync_protocol::guard,
         ))
-        .layer(timeout(LONG_REQUEST_TIMEOUT));
+        .layer(axum::middleware::from_fn(limit_long_request));
     let api = Router::new()
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
@@ -126,9 +127,9 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         )
         .route("/{collection}/{id}/restore", post(records::restore))
         .route("/{collection}/{id}/history", get(records::history))
-        .route_layer(timeout(REQUEST_TIMEOUT))
+        .route_layer(axum::middleware::from_fn(limit_request))
         .route("/sync/run", post(peers::run))
-        .route_layer(timeout(LONG_REQUEST_TIMEOUT))
+        .route_layer(axum::middleware::from_fn(limit_long_request))
         // An import's time grows with its file, which max_import_bytes
         // bounds; no timeout.
         .route(
@@ -143,7 +144,7 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let open = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/openapi.json", get(openapi_json))
-        .route_layer(timeout(REQUEST_TIMEOUT));
+        .route_layer(axum::middleware::from_fn(limit_request));
     let api = api.merge(open);
     Router::new()
         .route("/healthz", get(health::health))
@@ -163,8 +164,21 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .with_state(state)
 }
 
-fn timeout(limit: Duration) -> TimeoutLayer {
-    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limit)
+async fn limit_request(request: Request, next: Next) -> Response {
+    within(REQUEST_TIMEOUT, request, next).await
+}
+
+async fn limit_long_request(request: Request, next: Next) -> Response {
+    within(LONG_REQUEST_TIMEOUT, request, next).await
+}
+
+/// Answers 503 problem+json when the handler takes longer than `limit`. A
+/// write cut off this way may still commit: the answer says so.
+async fn within(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem::ApiError::timed_out(limit).into_response(),
+    }
 }
 
 /// A header every response carries (unless the handler set it): no MIME
@@ -181,4 +195,41 @@ async fn openapi_json(
         [(header::CONTENT_TYPE, "application/json")],
         state.openapi.as_str().to_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler slower than its limit gets a 503 problem with Retry-After,
+    /// not a bare status.
+    #[tokio::test]
+    async fn a_request_past_its_time_limit_gets_a_problem() {
+        let app: Router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route_layer(axum::middleware::from_fn(|request, next| {
+                within(Duration::from_millis(50), request, next)
+            }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("the bound address");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(format!("http://{addr}/slow"))
+            .await
+            .expect("an answer");
+        server.abort();
+        assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        let content_type = response.headers()[header::CONTENT_TYPE].clone();
+        assert_eq!(content_type, "application/problem+json");
+        let body = response.text().await.expect("a body");
+        assert!(body.contains("timeout"), "{body}");
+    }
 }

@@ -73,6 +73,21 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
+    /// A request that ran out of time (see `api::within`).
+    pub fn timed_out(limit: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the node did not answer within {} s; a write may still have been applied: check before retrying",
+                    limit.as_secs()
+                ),
+            )
+        }
+    }
+
     pub fn unavailable() -> ApiError {
         ApiError {
             retry_after: Some(STORAGE_RETRY_AFTER_SECS),

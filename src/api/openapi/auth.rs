@@ -148,6 +148,20 @@ pub fn apply(api: &mut OpenApi) {
     }
 }
 
+/// Adds the answer `status` to every operation that does not declare it:
+/// what the edge itself may answer (a request timeout, say).
+pub fn add_to_every_operation(api: &mut OpenApi, status: &str, description: &str) {
+    for item in api.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::T(problem(description)));
+        }
+    }
+}
+
 fn operations(item: &mut PathItem) -> Vec<(HttpMethod, &mut Operation)> {
     [
         (HttpMethod::Get, item.get.as_mut()),

@@ -104,6 +104,13 @@ pub fn document(schema: &Schema) -> String {
         .components(Some(components.build()))
         .build();
     auth::apply(&mut api);
+    auth::add_to_every_operation(
+        &mut api,
+        "503",
+        "The node did not answer in time (a timed-out write may still have been applied), \
+         or its database cannot take writes (disk full, size limit, read-only data folder); \
+         retry after the seconds in Retry-After.",
+    );
     api.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "OpenAPI document does not serialize");
         "{}".to_owned()
