@@ -208,7 +208,6 @@ impl PeerScope {
                 (kind.collection.clone(), rule)
             })
             .collect();
-        drop(conditions);
         Ok(PeerScope {
             schema: schema.clone(),
             spec,
