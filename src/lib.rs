@@ -14,3 +14,4 @@ pub mod node;
 pub mod records;
 pub mod replication;
 pub mod running;
+pub mod web;

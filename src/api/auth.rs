@@ -59,7 +59,7 @@ struct Credentials {
     via_cookie: bool,
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -150,7 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
 /// The client's address for rate limiting: the connection's peer, or,
 /// when that is a proxy on this machine, the last `X-Forwarded-For` hop.
-fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
@@ -166,13 +166,13 @@ fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
-fn no_store(response: &mut Response) {
+pub(crate) fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-fn set_cookie(response: &mut Response, value: &str) {
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -204,30 +204,45 @@ async fn open_session(
         .auth
         .login(&request.login, &request.password, address)
         .await?;
-    let csrf = csrf_token(&session.token);
     let max_age = state.auth.session_ttl().as_secs();
     let mut response = Json(LoginResponse {
         token: session.token.clone(),
         expires_at: format_datetime(session.expires_at_ms),
-        csrf_token: csrf.clone(),
+        csrf_token: csrf_token(&session.token),
         user: session.user,
     })
     .into_response();
+    set_session_cookies(&mut response, &session.token, max_age);
+    Ok(response)
+}
+
+/// The cookies of a new browser session: the HttpOnly session cookie and
+/// the readable CSRF cookie (the API's and the web pages' logins share them).
+pub(crate) fn set_session_cookies(response: &mut Response, token: &str, max_age: u64) {
     set_cookie(
-        &mut response,
+        response,
         &format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}",
-            session.token
+            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}"
         ),
     );
     // Readable by the page's script, which copies it into X-CSRF-Token.
     set_cookie(
-        &mut response,
+        response,
         &format!(
-            "{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}"
+            "{CSRF_COOKIE}={}; SameSite=Strict; Path=/; Max-Age={max_age}{SECURE_ATTRIBUTE}",
+            csrf_token(token)
         ),
     );
-    Ok(response)
+}
+
+/// Ends a browser session's cookies.
+pub(crate) fn clear_session_cookies(response: &mut Response) {
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        set_cookie(
+            response,
+            &format!("{name}=; SameSite=Strict; Path=/; Max-Age=0{SECURE_ATTRIBUTE}"),
+        );
+    }
 }
 
 pub async fn logout(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -235,12 +250,7 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
         state.auth.logout(&credentials.token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        set_cookie(
-            &mut response,
-            &format!("{name}=; SameSite=Strict; Path=/; Max-Age=0{SECURE_ATTRIBUTE}"),
-        );
-    }
+    clear_session_cookies(&mut response);
     no_store(&mut response);
     Ok(response)
 }

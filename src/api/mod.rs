@@ -123,6 +123,7 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .route_layer(timeout(REQUEST_TIMEOUT));
     let api = api.merge(open);
     Router::new()
+        .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::health))
         .nest("/api/v1", api)
         .nest("/sync/v1", sync)

@@ -1,0 +1,438 @@
+//! The client card: every field in one form (edit in place, each refused
+//! value's message next to its field), conflicting values from other
+//! offices with a choice between them, delete and restore, the client's
+//! contact persons with a form to add one, and the history of changes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use crm_schema::KindDef;
+use maud::{html, Markup};
+use serde_json::{Map, Value as Json};
+
+use super::clients::CLIENTS;
+use super::error::WebError;
+use super::fields::{self, control, display, editable};
+use super::layout::{csrf_field, page};
+use super::session::{Ctx, WebForm};
+use crate::access;
+use crate::api::AppState;
+use crate::auth::Principal;
+use crate::records::{FieldError, HistoryEntry, RecordError};
+
+const CONTACTS: &str = "contacts";
+/// The contact field that names the client.
+const CLIENT_REF: &str = "client_id";
+/// The contact fields of the card's "add a contact person" form.
+const CONTACT_FORM: &[&str] = &["last_name", "first_name", "position", "phone", "email"];
+/// The contact fields shown in the card's list.
+const CONTACT_COLUMNS: &[&str] = &["position", "phone", "email"];
+/// Contacts shown on a card.
+const CONTACTS_SHOWN: &str = "100";
+
+/// What a card shows besides its record.
+struct Card {
+    kind: KindDef,
+    contacts_kind: KindDef,
+    record: Json,
+    etag: String,
+    deleted: bool,
+    contacts: Vec<Json>,
+    history: Vec<HistoryEntry>,
+}
+
+/// What the card says after a submitted form.
+#[derive(Default)]
+struct Outcome<'a> {
+    notice: Option<&'static str>,
+    errors: &'a [FieldError],
+    /// What the edit form sent, shown again when refused.
+    values: Option<Json>,
+    contact_errors: &'a [FieldError],
+    contact_values: Option<Json>,
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
+    let records = &state.records;
+    let (record, etag, deleted) = match records.get(CLIENTS, id).await {
+        Ok(v) => (v.record, v.etag, false),
+        Err(RecordError::Gone { .. }) => (records.get_any(CLIENTS, id).await?, String::new(), true),
+        Err(e) => return Err(e.into()),
+    };
+    let params = vec![
+        (CLIENT_REF.to_owned(), id.to_owned()),
+        ("sort".to_owned(), "last_name".to_owned()),
+        ("limit".to_owned(), CONTACTS_SHOWN.to_owned()),
+    ];
+    let contacts = records
+        .list(CONTACTS, params)
+        .await?
+        .items
+        .iter()
+        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+        .collect();
+    let mut history = records.history(CLIENTS, id).await?;
+    history.reverse();
+    Ok(Card {
+        kind: records.kind_def(CLIENTS)?,
+        contacts_kind: records.kind_def(CONTACTS)?,
+        record,
+        etag,
+        deleted,
+        contacts,
+        history,
+    })
+}
+
+pub async fn card(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    access::read(ctx.user()?)?;
+    let card = load(&state, &id).await?;
+    Ok(render(&ctx, &card, Outcome::default()).into_response())
+}
+
+fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
+    let id = card.record["id"].as_str().unwrap_or_default();
+    let name = card.record["name"].as_str().unwrap_or_default();
+    let shown = outcome.values.as_ref().unwrap_or(&card.record);
+    let body = html! {
+        div.page-head {
+            h1 #client-name { (name) }
+            @if card.deleted {
+                form.inline method="post" action={ "/clients/" (id) "/restore" } {
+                    (csrf_field(ctx))
+                    button.primary #restore type="submit" { (ctx.t("card.restore")) }
+                }
+            } @else {
+                form.inline method="post" action={ "/clients/" (id) "/delete" } data-confirm=(ctx.t("card.delete_confirm")) {
+                    (csrf_field(ctx))
+                    button.danger #delete type="submit" { (ctx.t("card.delete")) }
+                }
+            }
+        }
+        @if let Some(notice) = outcome.notice {
+            p.notice #notice role="status" { (ctx.t(notice)) }
+        }
+        @if !outcome.errors.is_empty() {
+            p.notice.error role="alert" { (ctx.t("app.fix_errors")) }
+        }
+        @if card.deleted {
+            p.notice.error #deleted { (ctx.t("card.deleted")) }
+        }
+        section aria-labelledby="card-h" {
+            h2 #card-h { (ctx.t("card.fields")) }
+            form.card-form #card method="post" action={ "/clients/" (id) } novalidate {
+                (csrf_field(ctx))
+                input type="hidden" name="_version" value=(card.etag);
+                fieldset disabled[card.deleted] {
+                    div.grid {
+                        @for field in card.kind.fields.iter().filter(|f| editable(f)) {
+                            (control(ctx.lang, &card.kind, field, &shown[&field.name], outcome.errors, "f"))
+                        }
+                    }
+                    div.actions {
+                        button.primary #save type="submit" { (ctx.t("app.save")) }
+                    }
+                }
+            }
+            (conflicts(ctx, card, id))
+        }
+        (contacts(ctx, card, id, &outcome))
+        (history(ctx, card))
+    };
+    page(ctx, name, body)
+}
+
+/// Each conflicting field's values, with a button that keeps one.
+fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
+    let Some(conflicts) = card.record["conflicts"].as_object() else {
+        return html! {};
+    };
+    html! {
+        div.conflicts #conflicts {
+            p { strong { (ctx.t("card.conflict")) } }
+            @for (name, values) in conflicts {
+                @if let Some(field) = card.kind.field(name) {
+                    div.conflict {
+                        span.conflict-field { (ctx.lang.field(CLIENTS, name)) }
+                        @for value in values.as_array().into_iter().flatten() {
+                            form.inline method="post" action={ "/clients/" (id) "/resolve" } {
+                                (csrf_field(ctx))
+                                input type="hidden" name="field" value=(name);
+                                input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
+                                button type="submit" {
+                                    (display(ctx.lang, &card.kind, field, &value["value"]))
+                                    span.muted { " · " (short_node(value["node"].as_str())) " · "
+                                        time datetime=(value["at"].as_str().unwrap_or_default()) { (ctx.lang.datetime(value["at"].as_str().unwrap_or_default())) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn contacts(ctx: &Ctx, card: &Card, id: &str, outcome: &Outcome) -> Markup {
+    let kind = &card.contacts_kind;
+    let empty = Json::Object(Map::new());
+    let values = outcome.contact_values.as_ref().unwrap_or(&empty);
+    html! {
+        section #contacts aria-labelledby="contacts-h" {
+            h2 #contacts-h { (ctx.t("card.contacts")) }
+            @if card.contacts.is_empty() {
+                p.empty { (ctx.t("card.no_contacts")) }
+            } @else {
+                table.list {
+                    thead { tr {
+                        th scope="col" { (ctx.lang.field(CONTACTS, "last_name")) }
+                        @for column in CONTACT_COLUMNS { th scope="col" { (ctx.lang.field(CONTACTS, column)) } }
+                    } }
+                    tbody {
+                        @for contact in &card.contacts {
+                            tr id={ "contact-" (contact["id"].as_str().unwrap_or_default()) } {
+                                td { (person_name(contact)) }
+                                @for column in CONTACT_COLUMNS {
+                                    td { @if let Some(field) = kind.field(column) {
+                                        (display(ctx.lang, kind, field, &contact[*column]))
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !card.deleted {
+                details open[!outcome.contact_errors.is_empty()] {
+                    summary { (ctx.t("card.add_contact")) }
+                    form.card-form method="post" action={ "/clients/" (id) "/contacts" } novalidate {
+                        (csrf_field(ctx))
+                        div.grid {
+                            @for name in CONTACT_FORM {
+                                @if let Some(field) = kind.field(name) {
+                                    (control(ctx.lang, kind, field, &values[*name], outcome.contact_errors, "c"))
+                                }
+                            }
+                        }
+                        div.actions { button.primary #add-contact type="submit" { (ctx.t("card.add_contact")) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn person_name(contact: &Json) -> String {
+    ["last_name", "first_name", "middle_name"]
+        .iter()
+        .filter_map(|k| contact[*k].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A node id's first characters: enough to tell offices apart.
+fn short_node(node: Option<&str>) -> &str {
+    node.map_or("", |n| n.get(..8).unwrap_or(n))
+}
+
+fn history(ctx: &Ctx, card: &Card) -> Markup {
+    let kind = &card.kind;
+    html! {
+        section #history aria-labelledby="history-h" {
+            h2 #history-h { (ctx.t("card.history")) }
+            table.list {
+                thead { tr {
+                    th scope="col" { (ctx.t("card.when")) }
+                    th scope="col" { (ctx.t("card.who")) }
+                    th scope="col" { (ctx.t("card.where")) }
+                    th scope="col" { (ctx.t("card.what")) }
+                } }
+                tbody {
+                    @for (i, entry) in card.history.iter().enumerate() {
+                        tr {
+                            td { time datetime=(entry.at) { (ctx.lang.datetime(&entry.at)) } }
+                            td { (entry.display_name.as_deref().or(entry.login.as_deref()).or(entry.user.as_deref()).unwrap_or_default()) }
+                            td.mono { (short_node(entry.node.as_deref())) }
+                            td {
+                                @if i + 1 == card.history.len() {
+                                    em { (ctx.t("card.created")) }
+                                } @else {
+                                    ul.changes {
+                                        @for change in &entry.fields {
+                                            li {
+                                                @if let Some(field) = kind.field(&change.field) {
+                                                    (ctx.lang.field(CLIENTS, &change.field)) ": "
+                                                    s { (display(ctx.lang, kind, field, &change.from)) }
+                                                    " → " (display(ctx.lang, kind, field, &change.to))
+                                                } @else if change.to == Json::Bool(true) {
+                                                    em { (ctx.t("card.deleted_flag")) }
+                                                } @else {
+                                                    em { (ctx.t("card.restored_flag")) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The signed-in user, if their role lets them change client `id`.
+async fn may_modify<'c>(
+    state: &AppState,
+    ctx: &'c Ctx,
+    id: &str,
+) -> Result<&'c Principal, WebError> {
+    let user = ctx.user()?;
+    access::modify_record(&state.records, user, CLIENTS, id).await?;
+    Ok(user)
+}
+
+fn back_to(id: &str) -> Response {
+    Redirect::to(&format!("/clients/{id}")).into_response()
+}
+
+/// `POST /clients/{id}`: saves the fields that changed, if the record is
+/// still the version the form showed.
+pub async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    form: WebForm,
+) -> Result<Response, WebError> {
+    let user = may_modify(&state, &ctx, &id).await?;
+    let card = load(&state, &id).await?;
+    let patch = fields::patch(&card.kind, &form, &card.record);
+    if patch.is_empty() {
+        return Ok(back_to(&id));
+    }
+    let version = Some(form.get("_version").to_owned()).filter(|v| !v.is_empty());
+    match state
+        .records
+        .update(CLIENTS, &id, patch, version, &user.author())
+        .await
+    {
+        Ok(_) => Ok(back_to(&id)),
+        Err(RecordError::Invalid(errors)) => {
+            let outcome = Outcome {
+                errors: &errors,
+                values: Some(fields::echo(&card.kind, &form, &card.record)),
+                ..Outcome::default()
+            };
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&ctx, &card, outcome),
+            )
+                .into_response())
+        }
+        Err(RecordError::VersionMismatch) => {
+            let card = load(&state, &id).await?;
+            let outcome = Outcome {
+                notice: Some("app.stale"),
+                ..Outcome::default()
+            };
+            Ok((StatusCode::CONFLICT, render(&ctx, &card, outcome)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /clients/{id}/resolve`: writes the chosen value of a conflicting
+/// field: an ordinary edit, so the resolution replicates like any other.
+pub async fn resolve(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    form: WebForm,
+) -> Result<Response, WebError> {
+    let user = may_modify(&state, &ctx, &id).await?;
+    let kind = state.records.kind_def(CLIENTS)?;
+    let field = form.get("field");
+    let Some(def) = kind.field(field).filter(|f| editable(f)) else {
+        return Err(WebError::new(StatusCode::BAD_REQUEST, "app.error"));
+    };
+    let mut patch = Map::new();
+    patch.insert(def.name.clone(), fields::parse(def, form.get("value")));
+    state
+        .records
+        .update(CLIENTS, &id, patch, None, &user.author())
+        .await?;
+    Ok(back_to(&id))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    _form: WebForm,
+) -> Result<Response, WebError> {
+    let user = may_modify(&state, &ctx, &id).await?;
+    match state.records.delete(CLIENTS, &id, &user.author()).await {
+        Ok(()) | Err(RecordError::Gone { .. }) => Ok(back_to(&id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    _form: WebForm,
+) -> Result<Response, WebError> {
+    let user = may_modify(&state, &ctx, &id).await?;
+    state.records.restore(CLIENTS, &id, &user.author()).await?;
+    Ok(back_to(&id))
+}
+
+/// `POST /clients/{id}/contacts`: a new contact person of the client.
+pub async fn add_contact(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    form: WebForm,
+) -> Result<Response, WebError> {
+    let user = ctx.user()?;
+    access::create(user, CONTACTS)?;
+    let kind = state.records.kind_def(CONTACTS)?;
+    let mut body = fields::body(&kind, &form);
+    body.insert(CLIENT_REF.to_owned(), Json::String(id.clone()));
+    access::fill_owner(user, &kind, &mut body);
+    match state.records.create(CONTACTS, body, &user.author()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/clients/{id}#contacts")).into_response()),
+        Err(RecordError::Invalid(errors)) => {
+            let card = load(&state, &id).await?;
+            let outcome = Outcome {
+                contact_errors: &errors,
+                contact_values: Some(fields::echo(&kind, &form, &Json::Object(Map::new()))),
+                ..Outcome::default()
+            };
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&ctx, &card, outcome),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /contacts/{id}`: a contact person is shown on their client's card.
+pub async fn contact(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    access::read(ctx.user()?)?;
+    let contact = state.records.get(CONTACTS, &id).await?;
+    let client = contact.record[CLIENT_REF].as_str().unwrap_or_default();
+    Ok(Redirect::to(&format!("/clients/{client}#contact-{id}")).into_response())
+}

@@ -1,0 +1,54 @@
+//! The web UI served at `/`: server-rendered HTML pages (maud) for people
+//! in a browser, with one stylesheet and one small script, all compiled
+//! into the binary. Handlers call the same domain layer as `api/`
+//! (`records`, `auth`, `access`, `replication`): no SQL here, and never
+//! HTTP calls to the node's own API.
+//!
+//! Pages use the cookie session that `/api/v1/auth/login` also opens;
+//! every form that changes something carries the CSRF token in `_csrf`
+//! (see `session.rs`). The language is a cookie, not a field of the user's
+//! record: it works on the login page before anyone is known, it is a
+//! preference of a browser (a shared office PC can stay in Russian) rather
+//! than data every office must replicate, and switching it writes nothing.
+
+mod assets;
+mod card;
+mod clients;
+mod error;
+mod fields;
+pub mod i18n;
+mod layout;
+mod login;
+mod search;
+mod session;
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::AppState;
+
+/// The pages' routes; `api::router` merges them next to `/api/v1`.
+pub fn router(state: AppState) -> Router<AppState> {
+    let signed_in = Router::new()
+        .route("/", get(|| async { Redirect::to("/clients") }))
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/new", get(clients::new_form))
+        .route("/clients/{id}", get(card::card).post(card::update))
+        .route("/clients/{id}/delete", post(card::delete))
+        .route("/clients/{id}/restore", post(card::restore))
+        .route("/clients/{id}/resolve", post(card::resolve))
+        .route("/clients/{id}/contacts", post(card::add_contact))
+        .route("/contacts/{id}", get(card::contact))
+        .route("/search", get(search::page))
+        .route("/logout", post(login::logout))
+        .route_layer(from_fn_with_state(state, session::require_login));
+    let open = Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .route("/lang", post(session::set_lang));
+    signed_in
+        .merge(open)
+        .route_layer(from_fn(error::render_errors))
+        .route("/assets/{file}", get(assets::serve))
+}
