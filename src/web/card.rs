@@ -3,6 +3,8 @@
 //! offices with a choice between them, delete and restore, the client's
 //! contact persons with a form to add one, and the history of changes.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -39,6 +41,19 @@ struct Card {
     deleted: bool,
     contacts: Vec<Json>,
     history: Vec<HistoryEntry>,
+    /// Node ids to names: this node's own and its peers'.
+    nodes: HashMap<String, String>,
+}
+
+impl Card {
+    /// Where a change was made: the node's name when known here, else the
+    /// first characters of its id.
+    fn node_name<'a>(&'a self, node: Option<&'a str>) -> &'a str {
+        let node = node.unwrap_or_default();
+        self.nodes
+            .get(node)
+            .map_or_else(|| node.get(..8).unwrap_or(node), String::as_str)
+    }
 }
 
 /// What the card says after a submitted form.
@@ -73,6 +88,13 @@ async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
         .collect();
     let mut history = records.history(CLIENTS, id).await?;
     history.reverse();
+    let identity = records.identity();
+    let mut nodes = HashMap::from([(identity.node_id.to_string(), identity.name.clone())]);
+    for peer in state.replication.status().await? {
+        if let Some(node) = peer.node_id {
+            nodes.insert(node, peer.name);
+        }
+    }
     Ok(Card {
         kind: records.kind_def(CLIENTS)?,
         contacts_kind: records.kind_def(CONTACTS)?,
@@ -81,6 +103,7 @@ async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
         deleted,
         contacts,
         history,
+        nodes,
     })
 }
 
@@ -122,6 +145,7 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
         @if card.deleted {
             p.notice.error #deleted { (ctx.t("card.deleted")) }
         }
+        (conflicts(ctx, card, id))
         section aria-labelledby="card-h" {
             h2 #card-h { (ctx.t("card.fields")) }
             form.card-form #card method="post" action={ "/clients/" (id) } novalidate {
@@ -138,7 +162,6 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
                     }
                 }
             }
-            (conflicts(ctx, card, id))
         }
         (contacts(ctx, card, id, &outcome))
         (history(ctx, card))
@@ -165,7 +188,7 @@ fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
                                 input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
                                 button type="submit" {
                                     (display(ctx.lang, &card.kind, field, &value["value"]))
-                                    span.muted { " · " (short_node(value["node"].as_str())) " · "
+                                    span.muted { " · " (card.node_name(value["node"].as_str())) " · "
                                         time datetime=(value["at"].as_str().unwrap_or_default()) { (ctx.lang.datetime(value["at"].as_str().unwrap_or_default())) } }
                                 }
                             }
@@ -234,11 +257,6 @@ fn person_name(contact: &Json) -> String {
         .join(" ")
 }
 
-/// A node id's first characters: enough to tell offices apart.
-fn short_node(node: Option<&str>) -> &str {
-    node.map_or("", |n| n.get(..8).unwrap_or(n))
-}
-
 fn history(ctx: &Ctx, card: &Card) -> Markup {
     let kind = &card.kind;
     html! {
@@ -256,7 +274,7 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
                         tr {
                             td { time datetime=(entry.at) { (ctx.lang.datetime(&entry.at)) } }
                             td { (entry.display_name.as_deref().or(entry.login.as_deref()).or(entry.user.as_deref()).unwrap_or_default()) }
-                            td.mono { (short_node(entry.node.as_deref())) }
+                            td { (card.node_name(entry.node.as_deref())) }
                             td {
                                 @if i + 1 == card.history.len() {
                                     em { (ctx.t("card.created")) }

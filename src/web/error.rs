@@ -13,6 +13,7 @@ use super::session::Ctx;
 use crate::access::AccessError;
 use crate::auth::AuthError;
 use crate::records::RecordError;
+use crate::replication::ReplicationError;
 
 #[derive(Debug, Clone)]
 pub struct WebError {
@@ -64,6 +65,15 @@ impl From<AccessError> for WebError {
         match error {
             AccessError::Denied(_) => WebError::new(StatusCode::FORBIDDEN, "app.forbidden"),
             AccessError::Record(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReplicationError> for WebError {
+    fn from(error: ReplicationError) -> WebError {
+        match error {
+            ReplicationError::Store(e) => RecordError::Store(e).into(),
+            other => WebError::internal(&other),
         }
     }
 }

@@ -27,11 +27,11 @@ fn login_page(ctx: &Ctx, login: &str, problem: Option<&str>) -> Markup {
                 (csrf_field(ctx))
                 div.field {
                     label for="login" { (ctx.t("login.login")) }
-                    input #login name="login" value=(login) autocomplete="username" required autofocus;
+                    input #login name="login" value=(login) autocomplete="username" required autofocus[login.is_empty()];
                 }
                 div.field {
                     label for="password" { (ctx.t("login.password")) }
-                    input #password type="password" name="password" autocomplete="current-password" required;
+                    input #password type="password" name="password" autocomplete="current-password" required autofocus[!login.is_empty()];
                 }
                 button.primary type="submit" { (ctx.t("login.submit")) }
             }

@@ -1,0 +1,259 @@
+//! The web UI in a real browser (headless Chromium over WebDriver) against
+//! real nodes: log in, register a client, edit it (and see a field's
+//! message), find it, switch language; an edit made at another office
+//! appears after sync; a conflict from concurrent edits at two offices is
+//! resolved on a page and the resolution reaches the other office. Each
+//! step leaves a screenshot in `target/screenshots/`.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use serde_json::{json, Value};
+
+use browser::Browser;
+use common::cluster::{Cluster, Topology};
+use common::{create, id_of, TestNode, ADMIN_PASSWORD};
+
+/// Enter, for submitting a form from the keyboard.
+const ENTER: &str = "\u{e007}";
+/// Tab, to move the focus.
+const TAB: &str = "\u{e004}";
+
+async fn assert_all_labelled(browser: &Browser, page: &str) {
+    let unlabelled = browser.unlabelled_controls().await;
+    assert_eq!(unlabelled, json!([]), "controls without a label on {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
+    let Some(browser) = Browser::start("client").await else {
+        return;
+    };
+    let node = TestNode::start().await;
+    let base = node.base_url();
+
+    // Signed out, every page leads to the login page; a wrong password
+    // says so.
+    browser.goto(&format!("{base}/clients")).await;
+    assert_eq!(browser.path().await, "/login");
+    assert_eq!(
+        browser.script("return document.documentElement.lang").await,
+        "ru"
+    );
+    assert_all_labelled(&browser, "login").await;
+    // Keyboard: the login field has the focus, Tab goes to the password.
+    browser
+        .find("#login")
+        .await
+        .send_keys(TAB)
+        .await
+        .expect("press Tab");
+    assert_eq!(
+        browser.script("return document.activeElement.id").await,
+        "password"
+    );
+    browser.fill("#login", "admin").await;
+    browser.fill("#password", "wrong password").await;
+    browser
+        .find("#password")
+        .await
+        .send_keys(ENTER)
+        .await
+        .expect("press Enter");
+    browser.find("#login-error").await;
+    browser.screenshot("login-refused").await;
+    browser.login(base, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(browser.path().await, "/clients");
+    browser.screenshot("empty-list").await;
+
+    // Quick registration.
+    browser.click("a[href='/clients/new']").await;
+    assert_all_labelled(&browser, "quick registration").await;
+    browser.fill("#f-name", "ООО Ромашка").await;
+    browser.choose("#f-client_type", "company").await;
+    browser.fill("#f-tax_id", "7707083893").await;
+    browser.fill("#f-phone", "8 (912) 345-67-89").await;
+    browser.fill("#f-email", "info@romashka.ru").await;
+    browser.fill("#f-city", "Казань").await;
+    browser.screenshot("quick-registration").await;
+    browser.click("#register").await;
+    assert_eq!(browser.text("#client-name").await, "ООО Ромашка");
+    let path = browser.path().await;
+    let id = path
+        .strip_prefix("/clients/")
+        .expect("on the new card")
+        .to_owned();
+    assert_all_labelled(&browser, "card").await;
+
+    // An invalid e-mail is refused with its message next to the field, and
+    // the focus goes there.
+    browser.fill("#f-email", "not an e-mail").await;
+    browser.click("#save").await;
+    let message = browser.text("#f-email-error").await;
+    assert!(message.contains("e-mail"), "the field's message: {message}");
+    assert_eq!(
+        browser.script("return document.activeElement.id").await,
+        "f-email"
+    );
+    browser.screenshot("validation").await;
+
+    // Corrected, it saves, and the history says who changed what.
+    browser.fill("#f-email", "sales@romashka.ru").await;
+    browser.choose("#f-stage", "regular").await;
+    browser.fill("#f-tags", "vip, опт").await;
+    browser.click("#save").await;
+    browser.find("#history").await;
+    assert!(!browser.exists("#f-email-error").await);
+    assert_eq!(browser.value("#f-email").await, "sales@romashka.ru");
+    let history = browser.text("#history").await;
+    assert!(history.contains("sales@romashka.ru"), "history: {history}");
+    assert!(history.contains("Постоянный"), "history: {history}");
+    let stored = node.get(&format!("/api/v1/clients/{id}")).await;
+    assert_eq!(stored.json["stage"], "regular");
+    assert_eq!(stored.json["tags"], json!(["vip", "опт"]));
+
+    // A contact person from the card.
+    browser.click("#contacts summary").await;
+    browser.fill("#c-last_name", "Иванов").await;
+    browser.fill("#c-first_name", "Пётр").await;
+    browser.click("#add-contact").await;
+    let contacts = browser.text("#contacts table").await;
+    assert!(contacts.contains("Иванов Пётр"), "contacts: {contacts}");
+    browser.screenshot("card").await;
+
+    // The list, filtered.
+    browser.goto(&format!("{base}/clients")).await;
+    browser.choose("#filter-stage", "regular").await;
+    browser.fill("#filter-city", "казань").await;
+    browser.click("form.filters button[type=submit]").await;
+    let list = browser.text("#clients").await;
+    assert!(list.contains("ООО Ромашка"), "list: {list}");
+    assert_all_labelled(&browser, "list").await;
+    browser.screenshot("list").await;
+
+    // The search box at the top of every page finds it.
+    browser.fill("#top-q", "ромаш").await;
+    browser
+        .find("#top-q")
+        .await
+        .send_keys(ENTER)
+        .await
+        .expect("press Enter");
+    browser.click_text("#results a", "ООО Ромашка").await;
+    assert_eq!(browser.path().await, path);
+    browser.goto(&format!("{base}/search?q=иванов")).await;
+    let results = browser.text("#results").await;
+    assert!(results.contains("Контактное лицо"), "results: {results}");
+    browser.screenshot("search").await;
+
+    // English, and back.
+    browser.click("#switch-lang").await;
+    browser.find("html[lang=en]").await;
+    assert_eq!(browser.path().await, "/search");
+    let results = browser.text("#results").await;
+    assert!(results.contains("Contact person"), "results: {results}");
+    browser.goto(&format!("{base}{path}")).await;
+    assert_eq!(browser.text("label[for=f-stage]").await, "Stage");
+    assert_eq!(browser.text("#history-h").await, "History");
+    browser.screenshot("english").await;
+    browser.click("#switch-lang").await;
+    browser.find("html[lang=ru]").await;
+
+    // Logging out ends the session.
+    browser.click("#logout").await;
+    browser.find("#login").await;
+    browser.goto(&format!("{base}/clients")).await;
+    assert_eq!(browser.path().await, "/login");
+    browser.close().await;
+}
+
+async fn city(node: &TestNode, id: &str) -> Value {
+    node.get(&format!("/api/v1/clients/{id}")).await.json
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser() {
+    let Some(browser) = Browser::start("offices").await else {
+        return;
+    };
+    let cluster = Cluster::with_topology(2, Topology::Chain, "auto_sync = false\n").await;
+    let (here, there) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let client = create(here, "clients", json!({"name": "Ландыш", "city": "Казань"})).await;
+    let id = id_of(&client);
+    let card = format!("{}/clients/{id}", here.base_url());
+    cluster.sync_pair(0, 1).await;
+
+    // Edited at the other office: shows here after a sync.
+    there
+        .patch_json(
+            &format!("/api/v1/clients/{id}"),
+            &json!({"city": "Омск"}),
+            None,
+        )
+        .await
+        .expect_status(200, "edit at the other office");
+    browser
+        .login(here.base_url(), "admin", ADMIN_PASSWORD)
+        .await;
+    browser.goto(&card).await;
+    assert_eq!(browser.value("#f-city").await, "Казань");
+    cluster.sync_pair(0, 1).await;
+    browser.goto(&card).await;
+    assert_eq!(browser.value("#f-city").await, "Омск");
+    let history = browser.text("#history").await;
+    assert!(history.contains("Омск"), "history: {history}");
+    assert!(
+        history.contains("node1"),
+        "the other office by name: {history}"
+    );
+    browser.screenshot("synced-edit").await;
+
+    // Both offices change the city before syncing: a conflict, shown with
+    // each value; choosing one resolves it everywhere.
+    for (node, value) in [(here, "Самара"), (there, "Пермь")] {
+        node.patch_json(
+            &format!("/api/v1/clients/{id}"),
+            &json!({"city": value}),
+            None,
+        )
+        .await
+        .expect_status(200, "concurrent edit");
+    }
+    cluster.sync_pair(0, 1).await;
+    assert!(city(there, &id).await["conflicts"]["city"].is_array());
+    browser.goto(&card).await;
+    let conflicts = browser.text("#conflicts").await;
+    assert!(
+        conflicts.contains("Самара") && conflicts.contains("Пермь"),
+        "conflicts: {conflicts}"
+    );
+    assert!(
+        conflicts.contains("node0") && conflicts.contains("node1"),
+        "each value's office: {conflicts}"
+    );
+    browser.screenshot("conflict").await;
+    browser.click_text("#conflicts button", "Пермь").await;
+    browser.find("#history").await;
+    assert!(!browser.exists("#conflicts").await);
+    assert_eq!(browser.value("#f-city").await, "Пермь");
+    cluster.sync_pair(0, 1).await;
+    let resolved = city(there, &id).await;
+    assert_eq!(resolved["city"], "Пермь");
+    assert!(
+        resolved.get("conflicts").is_none(),
+        "still conflicted: {resolved}"
+    );
+
+    // And the other office's page shows it resolved.
+    browser
+        .login(there.base_url(), "admin", ADMIN_PASSWORD)
+        .await;
+    browser
+        .goto(&format!("{}/clients/{id}", there.base_url()))
+        .await;
+    assert_eq!(browser.value("#f-city").await, "Пермь");
+    assert!(!browser.exists("#conflicts").await);
+    browser.screenshot("resolved-elsewhere").await;
+    browser.close().await;
+}
