@@ -64,8 +64,10 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.find("#login-error").await;
     browser.screenshot("login-refused").await;
     browser.login(base, "admin", ADMIN_PASSWORD).await;
-    assert_eq!(browser.path().await, "/clients");
-    browser.screenshot("empty-list").await;
+    assert_eq!(browser.path().await, "/");
+    browser.find("#sync").await;
+    assert_all_labelled(&browser, "desktop").await;
+    browser.screenshot("empty-desktop").await;
 
     // Quick registration.
     browser.click("a[href='/clients/new']").await;
@@ -222,7 +224,20 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     }
     cluster.sync_pair(0, 1).await;
     assert!(city(there, &id).await["conflicts"]["city"].is_array());
-    browser.goto(&card).await;
+    // The desktop lists the conflicted client, the peer, and who changed
+    // what where.
+    browser.goto(here.base_url()).await;
+    let conflicted = browser.text("#conflicted").await;
+    assert!(conflicted.contains("Ландыш"), "conflicted: {conflicted}");
+    let sync = browser.text("#sync").await;
+    assert!(
+        sync.contains("node1") && sync.contains("На связи"),
+        "sync: {sync}"
+    );
+    let recent = browser.text("#recent").await;
+    assert!(recent.contains("Ландыш"), "recent: {recent}");
+    browser.screenshot("desktop").await;
+    browser.click_text("#conflicted a", "Ландыш").await;
     let conflicts = browser.text("#conflicts").await;
     assert!(
         conflicts.contains("Самара") && conflicts.contains("Пермь"),

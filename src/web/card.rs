@@ -3,8 +3,6 @@
 //! offices with a choice between them, delete and restore, the client's
 //! contact persons with a form to add one, and the history of changes.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,7 +13,8 @@ use serde_json::{Map, Value as Json};
 use super::clients::CLIENTS;
 use super::error::WebError;
 use super::fields::{self, control, display, editable};
-use super::layout::{csrf_field, page};
+use super::layout::{csrf_field, head, page};
+use super::offices::Offices;
 use super::session::{Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
@@ -41,19 +40,7 @@ struct Card {
     deleted: bool,
     contacts: Vec<Json>,
     history: Vec<HistoryEntry>,
-    /// Node ids to names: this node's own and its peers'.
-    nodes: HashMap<String, String>,
-}
-
-impl Card {
-    /// Where a change was made: the node's name when known here, else the
-    /// first characters of its id.
-    fn node_name<'a>(&'a self, node: Option<&'a str>) -> &'a str {
-        let node = node.unwrap_or_default();
-        self.nodes
-            .get(node)
-            .map_or_else(|| node.get(..8).unwrap_or(node), String::as_str)
-    }
+    offices: Offices,
 }
 
 /// What the card says after a submitted form.
@@ -79,22 +66,9 @@ async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
         ("sort".to_owned(), "last_name".to_owned()),
         ("limit".to_owned(), CONTACTS_SHOWN.to_owned()),
     ];
-    let contacts = records
-        .list(CONTACTS, params)
-        .await?
-        .items
-        .iter()
-        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
-        .collect();
+    let contacts = records.list(CONTACTS, params).await?.records();
     let mut history = records.history(CLIENTS, id).await?;
     history.reverse();
-    let identity = records.identity();
-    let mut nodes = HashMap::from([(identity.node_id.to_string(), identity.name.clone())]);
-    for peer in state.replication.status().await? {
-        if let Some(node) = peer.node_id {
-            nodes.insert(node, peer.name);
-        }
-    }
     Ok(Card {
         kind: records.kind_def(CLIENTS)?,
         contacts_kind: records.kind_def(CONTACTS)?,
@@ -103,7 +77,7 @@ async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
         deleted,
         contacts,
         history,
-        nodes,
+        offices: Offices::load(state).await?,
     })
 }
 
@@ -188,7 +162,7 @@ fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
                                 input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
                                 button type="submit" {
                                     (display(ctx.lang, &card.kind, field, &value["value"]))
-                                    span.muted { " · " (card.node_name(value["node"].as_str())) " · "
+                                    span.muted { " · " (card.offices.name(value["node"].as_str())) " · "
                                         time datetime=(value["at"].as_str().unwrap_or_default()) { (ctx.lang.datetime(value["at"].as_str().unwrap_or_default())) } }
                                 }
                             }
@@ -211,10 +185,7 @@ fn contacts(ctx: &Ctx, card: &Card, id: &str, outcome: &Outcome) -> Markup {
                 p.empty { (ctx.t("card.no_contacts")) }
             } @else {
                 table.list {
-                    thead { tr {
-                        th scope="col" { (ctx.lang.field(CONTACTS, "last_name")) }
-                        @for column in CONTACT_COLUMNS { th scope="col" { (ctx.lang.field(CONTACTS, column)) } }
-                    } }
+                    (head(std::iter::once(&"last_name").chain(CONTACT_COLUMNS).map(|c| ctx.lang.field(CONTACTS, c))))
                     tbody {
                         @for contact in &card.contacts {
                             tr id={ "contact-" (contact["id"].as_str().unwrap_or_default()) } {
@@ -263,18 +234,13 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
         section #history aria-labelledby="history-h" {
             h2 #history-h { (ctx.t("card.history")) }
             table.list {
-                thead { tr {
-                    th scope="col" { (ctx.t("card.when")) }
-                    th scope="col" { (ctx.t("card.who")) }
-                    th scope="col" { (ctx.t("card.where")) }
-                    th scope="col" { (ctx.t("card.what")) }
-                } }
+                (head(["card.when", "card.who", "card.where", "card.what"].map(|k| ctx.t(k))))
                 tbody {
                     @for (i, entry) in card.history.iter().enumerate() {
                         tr {
                             td { time datetime=(entry.at) { (ctx.lang.datetime(&entry.at)) } }
                             td { (entry.display_name.as_deref().or(entry.login.as_deref()).or(entry.user.as_deref()).unwrap_or_default()) }
-                            td { (card.node_name(entry.node.as_deref())) }
+                            td { (card.offices.name(entry.node.as_deref())) }
                             td {
                                 @if i + 1 == card.history.len() {
                                     em { (ctx.t("card.created")) }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use super::error::WebError;
 use super::fields::{self, control, display};
-use super::layout::{csrf_field, page};
+use super::layout::{csrf_field, head, page};
 use super::session::{Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
@@ -97,11 +97,7 @@ pub async fn list(
     let query = ListQuery::parse(raw);
     let (items, next, problem) = match state.records.list(CLIENTS, query.params()).await {
         Ok(page) => {
-            let items: Vec<Json> = page
-                .items
-                .iter()
-                .filter_map(|raw| serde_json::from_str(raw.get()).ok())
-                .collect();
+            let items: Vec<Json> = page.records();
             (items, page.next_cursor, None)
         }
         Err(RecordError::BadQuery(why)) => (Vec::new(), None, Some(why)),
@@ -120,10 +116,7 @@ pub async fn list(
             p.empty { (ctx.t("clients.empty")) }
         } @else {
             table.list #clients {
-                thead { tr {
-                    th scope="col" { (ctx.lang.field(CLIENTS, "name")) }
-                    @for column in COLUMNS { th scope="col" { (ctx.lang.field(CLIENTS, column)) } }
-                } }
+                (head(std::iter::once(&"name").chain(COLUMNS).map(|c| ctx.lang.field(CLIENTS, c))))
                 tbody {
                     @for item in &items {
                         tr {

@@ -12,6 +12,15 @@ pub fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(ctx.csrf); }
 }
 
+/// A table's head row: one column header per label.
+pub fn head<S: AsRef<str>>(labels: impl IntoIterator<Item = S>) -> Markup {
+    html! {
+        thead { tr {
+            @for label in labels { th scope="col" { (label.as_ref()) } }
+        } }
+    }
+}
+
 pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
     let lang = ctx.lang;
     html! {
@@ -30,6 +39,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                     a.brand href="/" { (ctx.t("app.name")) }
                     @if ctx.principal.is_some() {
                         nav aria-label=(ctx.t("nav.main")) {
+                            a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/clients/new" { (ctx.t("nav.new_client")) }
                         }

@@ -14,16 +14,17 @@
 mod assets;
 mod card;
 mod clients;
+mod desktop;
 mod error;
 mod fields;
 pub mod i18n;
 mod layout;
 mod login;
+mod offices;
 mod search;
 mod session;
 
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -32,7 +33,7 @@ use crate::api::AppState;
 /// The pages' routes; `api::router` merges them next to `/api/v1`.
 pub fn router(state: AppState) -> Router<AppState> {
     let signed_in = Router::new()
-        .route("/", get(|| async { Redirect::to("/clients") }))
+        .route("/", get(desktop::page))
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/new", get(clients::new_form))
         .route("/clients/{id}", get(card::card).post(card::update))

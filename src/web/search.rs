@@ -55,10 +55,7 @@ pub async fn page(
                 p.empty { (ctx.t("search.nothing")) }
             } @else {
                 table.list #results {
-                    thead { tr {
-                        th scope="col" { (ctx.t("search.title")) }
-                        th scope="col" { (ctx.t("search.kind")) }
-                    } }
+                    (layout::head(["search.title", "search.kind"].map(|k| ctx.t(k))))
                     tbody {
                         @for hit in &hits {
                             tr {
