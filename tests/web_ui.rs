@@ -272,3 +272,100 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     browser.screenshot("resolved-elsewhere").await;
     browser.close().await;
 }
+
+/// No browser needed: the pages' headers, the absence of inline code, HTML
+/// escaping, and forms refused without their CSRF token.
+#[tokio::test]
+async fn pages_are_escaped_carry_security_headers_and_refuse_forms_without_the_csrf_token() {
+    let node = TestNode::start().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let signed_out = client.get(node.url("/clients")).send().await.expect("GET");
+    assert_eq!(signed_out.status(), 303);
+    assert_eq!(signed_out.headers()["location"], "/login");
+
+    let login = client
+        .post(node.url("/api/v1/auth/login"))
+        .json(&json!({"login": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("log in");
+    let session: Value = login.json().await.expect("a login answer");
+    let csrf = session["csrf_token"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_owned();
+    let cookie = format!(
+        "crm_session={}",
+        session["token"].as_str().expect("a token")
+    );
+    let hostile = create(
+        &node,
+        "clients",
+        json!({"name": "<script>alert(1)</script>"}),
+    )
+    .await;
+    let card = format!("/clients/{}", id_of(&hostile));
+
+    for path in [
+        "/",
+        "/clients",
+        "/clients/new",
+        "/search?q=alert",
+        &card,
+        "/login",
+    ] {
+        let page = client
+            .get(node.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET a page");
+        assert_eq!(page.status(), 200, "{path}");
+        let headers = page.headers().clone();
+        assert_eq!(
+            headers["content-security-policy"], "default-src 'self'",
+            "{path}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let html = page.text().await.expect("a page's body");
+        assert!(
+            !html.contains("<script>"),
+            "{path} has an inline script or unescaped text"
+        );
+        assert!(!html.contains(" style="), "{path} has an inline style");
+        assert!(!html.contains(" onclick="), "{path} has an inline handler");
+    }
+    let page = client
+        .get(node.url(&card))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET the card");
+    let html = page.text().await.expect("the card's body");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped name"
+    );
+
+    let post = |form: Vec<(&'static str, String)>| {
+        client
+            .post(node.url("/clients"))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+    };
+    let name = || ("name", "Без токена".to_owned());
+    let refused = post(vec![name()]).await.expect("POST");
+    assert_eq!(refused.status(), 403, "a form without its token");
+    let refused = post(vec![name(), ("_csrf", "0".repeat(64))])
+        .await
+        .expect("POST");
+    assert_eq!(refused.status(), 403, "a form with another token");
+    let accepted = post(vec![name(), ("_csrf", csrf)]).await.expect("POST");
+    assert_eq!(accepted.status(), 303, "a form with the session's token");
+}
