@@ -124,6 +124,19 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     assert!(contacts.contains("Иванов Пётр"), "contacts: {contacts}");
     browser.screenshot("card").await;
 
+    // Deleted, the card says so and offers to restore it.
+    browser.click_confirmed("#delete").await;
+    browser.find("#deleted").await;
+    node.get(&format!("/api/v1/clients/{id}"))
+        .await
+        .expect_status(410, "deleted");
+    browser.screenshot("deleted").await;
+    browser.click("#restore").await;
+    browser.find("#delete").await;
+    node.get(&format!("/api/v1/clients/{id}"))
+        .await
+        .expect_status(200, "restored");
+
     // The list, filtered.
     browser.goto(&format!("{base}/clients")).await;
     browser.choose("#filter-stage", "regular").await;
@@ -258,6 +271,38 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     assert!(
         resolved.get("conflicts").is_none(),
         "still conflicted: {resolved}"
+    );
+
+    // The sync page: the peer's state, a round on demand, a token issued
+    // for a new laptop (its secret shown once).
+    browser.click("a[href='/sync']").await;
+    let peers = browser.text("#peers").await;
+    assert!(
+        peers.contains("node1") && peers.contains("На связи"),
+        "peers: {peers}"
+    );
+    assert_all_labelled(&browser, "sync").await;
+    browser.click("#sync-now").await;
+    let rounds = browser.text("#rounds").await;
+    assert!(
+        rounds.contains("node1") && rounds.contains("получено"),
+        "rounds: {rounds}"
+    );
+    browser.fill("#token-name", "laptop-ivanov").await;
+    browser.click("#issue-token").await;
+    let secret = browser.text("#new-secret").await;
+    assert!(secret.contains("crmt_"), "the new secret: {secret}");
+    let tokens = browser.text("#tokens table").await;
+    assert!(tokens.contains("laptop-ivanov"), "tokens: {tokens}");
+    browser.screenshot("sync").await;
+    browser
+        .click_confirmed("#tokens form[action='/sync/tokens/laptop-ivanov/remove'] button")
+        .await;
+    browser.find("#tokens").await;
+    assert!(
+        !browser
+            .exists("#tokens form[action='/sync/tokens/laptop-ivanov/remove']")
+            .await
     );
 
     // And the other office's page shows it resolved.

@@ -12,10 +12,11 @@ use super::error::WebError;
 use super::layout::{head, page as layout_page};
 use super::offices::Offices;
 use super::session::Ctx;
+use super::sync::state_badge;
 use crate::access;
 use crate::api::AppState;
 use crate::records::HistoryEntry;
-use crate::replication::status::{PeerState, PeerStatus};
+use crate::replication::status::PeerStatus;
 
 /// Rows in each of the desktop's lists.
 const ROWS: usize = 10;
@@ -105,15 +106,6 @@ fn author(change: &HistoryEntry) -> &str {
         .unwrap_or_default()
 }
 
-fn state_key(state: PeerState) -> &'static str {
-    match state {
-        PeerState::Idle => "sync.idle",
-        PeerState::Connected => "sync.connected",
-        PeerState::Offline => "sync.offline",
-        PeerState::Failing => "sync.failing",
-    }
-}
-
 fn sync_panel(ctx: &Ctx, peers: &[PeerStatus]) -> Markup {
     let waiting: i64 = peers.iter().map(|p| p.backlog).sum();
     html! {
@@ -135,7 +127,7 @@ fn sync_panel(ctx: &Ctx, peers: &[PeerStatus]) -> Markup {
                         @for peer in peers {
                             tr {
                                 td { (peer.name) }
-                                td { span class={ "state " (state_key(peer.state).trim_start_matches("sync.")) } { (ctx.t(state_key(peer.state))) } }
+                                td { (state_badge(ctx, peer.state)) }
                                 td { (ctx.lang.number(peer.backlog)) }
                                 td { @match &peer.last_success {
                                     Some(at) => time datetime=(at) { (ctx.lang.datetime(at)) },

@@ -42,6 +42,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/clients/new" { (ctx.t("nav.new_client")) }
+                            a href="/sync" { (ctx.t("nav.sync")) }
                         }
                         form.search role="search" method="get" action="/search" {
                             label.visually-hidden for="top-q" { (ctx.t("app.search")) }

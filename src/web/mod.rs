@@ -23,6 +23,7 @@ mod login;
 mod offices;
 mod search;
 mod session;
+mod sync;
 
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -43,6 +44,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/clients/{id}/contacts", post(card::add_contact))
         .route("/contacts/{id}", get(card::contact))
         .route("/search", get(search::page))
+        .route("/sync", get(sync::show))
+        .route("/sync/run", post(sync::run))
+        .route("/sync/peers", post(sync::add_peer))
+        .route("/sync/tokens", post(sync::issue_token))
+        .route("/sync/{list}/{name}/remove", post(sync::remove))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state, session::require_login));
     let open = Router::new()

@@ -221,6 +221,16 @@ impl Browser {
         panic!("no {css} with text {text:?}");
     }
 
+    /// Clicks `css`, a button whose form asks for confirmation first, and
+    /// confirms.
+    pub async fn click_confirmed(&self, css: &str) {
+        self.click(css).await;
+        self.client
+            .accept_alert()
+            .await
+            .expect("confirm the dialog");
+    }
+
     /// Runs a script in the page and returns its result.
     pub async fn script(&self, source: &str) -> Value {
         self.client
