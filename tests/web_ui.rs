@@ -175,6 +175,44 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.click("#switch-lang").await;
     browser.find("html[lang=ru]").await;
 
+    // Users: a taken login is refused next to the field; a new manager is
+    // created, then moved to another office and deactivated in place.
+    browser.click("a[href='/users']").await;
+    assert_all_labelled(&browser, "users").await;
+    browser.fill("#new-login", "admin").await;
+    browser
+        .fill("#new-password", "a long enough password")
+        .await;
+    browser.choose("#new-role", "manager").await;
+    browser.click("#create-user").await;
+    assert!(
+        browser.exists("#new-login-error").await,
+        "a taken login is refused"
+    );
+    browser.fill("#new-login", "ivanov").await;
+    browser.fill("#new-display_name", "Иванов И.").await;
+    browser
+        .fill("#new-password", "a long enough password")
+        .await;
+    browser.click("#create-user").await;
+    browser.find("#users").await;
+    let users = common::list_all(&node, "users", &[("login", "ivanov")]).await;
+    let ivanov = id_of(&users[0]);
+    browser.fill(&format!("#u-{ivanov}-office"), "kzn").await;
+    browser
+        .choose(&format!("#u-{ivanov}-active"), "false")
+        .await;
+    browser
+        .click(&format!(
+            "form[action='/users/{ivanov}'] button[type=submit]"
+        ))
+        .await;
+    browser.find("#users").await;
+    let stored = node.get(&format!("/api/v1/users/{ivanov}")).await;
+    assert_eq!(stored.json["office"], "kzn");
+    assert_eq!(stored.json["active"], false);
+    browser.screenshot("users").await;
+
     // Logging out ends the session.
     browser.click("#logout").await;
     browser.find("#login").await;

@@ -43,6 +43,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/clients/new" { (ctx.t("nav.new_client")) }
                             a href="/sync" { (ctx.t("nav.sync")) }
+                            a href="/users" { (ctx.t("nav.users")) }
                         }
                         form.search role="search" method="get" action="/search" {
                             label.visually-hidden for="top-q" { (ctx.t("app.search")) }

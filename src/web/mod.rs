@@ -24,6 +24,7 @@ mod offices;
 mod search;
 mod session;
 mod sync;
+mod users;
 
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/clients/{id}/contacts", post(card::add_contact))
         .route("/contacts/{id}", get(card::contact))
         .route("/search", get(search::page))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", post(users::update))
         .route("/sync", get(sync::show))
         .route("/sync/run", post(sync::run))
         .route("/sync/peers", post(sync::add_peer))
