@@ -384,13 +384,9 @@ pub async fn add_contact(
     Path(id): Path<String>,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = ctx.user()?;
-    access::create(user, CONTACTS)?;
     let kind = state.records.kind_def(CONTACTS)?;
-    let mut body = fields::body(&kind, &form);
-    body.insert(CLIENT_REF.to_owned(), Json::String(id.clone()));
-    access::fill_owner(user, &kind, &mut body);
-    match state.records.create(CONTACTS, body, &user.author()).await {
+    let client = Map::from_iter([(CLIENT_REF.to_owned(), Json::String(id.clone()))]);
+    match fields::create(&state, &ctx, CONTACTS, &form, client).await? {
         Ok(_) => Ok(Redirect::to(&format!("/clients/{id}#contacts")).into_response()),
         Err(RecordError::Invalid(errors)) => {
             let card = load(&state, &id).await?;

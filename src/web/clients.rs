@@ -220,12 +220,8 @@ pub async fn create(
     ctx: Ctx,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = ctx.user()?;
-    access::create(user, CLIENTS)?;
     let kind = state.records.kind_def(CLIENTS)?;
-    let mut body = fields::body(&kind, &form);
-    access::fill_owner(user, &kind, &mut body);
-    match state.records.create(CLIENTS, body, &user.author()).await {
+    match fields::create(&state, &ctx, CLIENTS, &form, Map::new()).await? {
         Ok(created) => Ok(Redirect::to(&format!(
             "/clients/{}",
             created.record["id"].as_str().unwrap_or_default()

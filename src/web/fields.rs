@@ -1,15 +1,18 @@
 //! Record fields on a page, driven by the kind's declaration: a labelled
 //! control per field (with its validation message next to it), a value as
 //! text for reading, and a submitted form turned into the JSON body or
-//! merge patch the domain layer takes.
+//! merge patch the domain layer takes (and a record created from one).
 
 use crm_schema::{FieldDef, FieldType, KindDef};
 use maud::{html, Markup};
 use serde_json::{Map, Value as Json};
 
+use super::error::WebError;
 use super::i18n::Lang;
-use super::session::WebForm;
-use crate::records::FieldError;
+use super::session::{Ctx, WebForm};
+use crate::access;
+use crate::api::AppState;
+use crate::records::{FieldError, RecordError, Versioned};
 
 /// Whether a person edits the field on a page: references are set by the
 /// page itself (a contact's client), secrets only on their own forms.
@@ -174,6 +177,26 @@ pub fn body(kind: &KindDef, form: &WebForm) -> Map<String, Json> {
         }
     }
     body
+}
+
+/// Creates a record of `collection` from a submitted form as the signed-in
+/// user: their role is checked and their ownership filled in, as the API
+/// does; `extra` holds what the page itself sets. The outer error fails
+/// the page; the inner one is the domain's answer, for the form to show.
+pub async fn create(
+    state: &AppState,
+    ctx: &Ctx,
+    collection: &str,
+    form: &WebForm,
+    extra: Map<String, Json>,
+) -> Result<Result<Versioned, RecordError>, WebError> {
+    let user = ctx.user()?;
+    access::create(user, collection)?;
+    let kind = state.records.kind_def(collection)?;
+    let mut body = body(&kind, form);
+    body.extend(extra);
+    access::fill_owner(user, &kind, &mut body);
+    Ok(state.records.create(collection, body, &user.author()).await)
 }
 
 /// A merge patch from an edit form: only the fields whose value differs

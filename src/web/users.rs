@@ -147,15 +147,13 @@ pub async fn create(
     ctx: Ctx,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = ctx.user()?;
-    access::create(user, USERS)?;
     let kind = state.records.kind_def(USERS)?;
-    let mut body = fields::body(&kind, &form);
+    let mut secret = Map::new();
     let password = form.get(PASSWORD);
     if !password.is_empty() {
-        body.insert(PASSWORD.to_owned(), Json::String(password.to_owned()));
+        secret.insert(PASSWORD.to_owned(), Json::String(password.to_owned()));
     }
-    match state.records.create(USERS, body, &user.author()).await {
+    match fields::create(&state, &ctx, USERS, &form, secret).await? {
         Ok(_) => Ok(Redirect::to("/users").into_response()),
         Err(e) => {
             let values = fields::echo(&kind, &form, &Json::Object(Map::new()));
