@@ -218,6 +218,24 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.find("#login").await;
     browser.goto(&format!("{base}/clients")).await;
     assert_eq!(browser.path().await, "/login");
+
+    // A viewer reads the card but is offered nothing to change.
+    create(
+        &node,
+        "users",
+        json!({"login": "petrova", "password": "viewer password", "role": "viewer"}),
+    )
+    .await;
+    browser.login(base, "petrova", "viewer password").await;
+    browser.goto(&format!("{base}{path}")).await;
+    assert_eq!(browser.value("#f-city").await, "Казань");
+    for absent in ["#save", "#delete", "#add-contact", "a[href='/clients/new']"] {
+        assert!(
+            !browser.exists(absent).await,
+            "a viewer is offered {absent}"
+        );
+    }
+    browser.screenshot("viewer").await;
     browser.close().await;
 }
 

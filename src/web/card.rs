@@ -38,6 +38,10 @@ struct Card {
     record: Json,
     etag: String,
     deleted: bool,
+    /// The user's role lets them change this client.
+    may_edit: bool,
+    /// The user's role lets them add contact persons.
+    may_add_contact: bool,
     contacts: Vec<Json>,
     history: Vec<HistoryEntry>,
     offices: Offices,
@@ -54,7 +58,8 @@ struct Outcome<'a> {
     contact_values: Option<Json>,
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
+async fn load(state: &AppState, ctx: &Ctx, id: &str) -> Result<Card, WebError> {
+    let user = ctx.user()?;
     let records = &state.records;
     let (record, etag, deleted) = match records.get(CLIENTS, id).await {
         Ok(v) => (v.record, v.etag, false),
@@ -75,6 +80,10 @@ async fn load(state: &AppState, id: &str) -> Result<Card, WebError> {
         record,
         etag,
         deleted,
+        may_edit: access::modify_record(records, user, CLIENTS, id)
+            .await
+            .is_ok(),
+        may_add_contact: access::create(user, CONTACTS).is_ok(),
         contacts,
         history,
         offices: Offices::load(state).await?,
@@ -87,7 +96,7 @@ pub async fn card(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     access::read(ctx.user()?)?;
-    let card = load(&state, &id).await?;
+    let card = load(&state, &ctx, &id).await?;
     Ok(render(&ctx, &card, Outcome::default()).into_response())
 }
 
@@ -98,7 +107,8 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
     let body = html! {
         div.page-head {
             h1 #client-name { (name) }
-            @if card.deleted {
+            @if !card.may_edit {
+            } @else if card.deleted {
                 form.inline method="post" action={ "/clients/" (id) "/restore" } {
                     (csrf_field(ctx))
                     button.primary #restore type="submit" { (ctx.t("card.restore")) }
@@ -125,14 +135,16 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
             form.card-form #card method="post" action={ "/clients/" (id) } novalidate {
                 (csrf_field(ctx))
                 input type="hidden" name="_version" value=(card.etag);
-                fieldset disabled[card.deleted] {
+                fieldset disabled[card.deleted || !card.may_edit] {
                     div.grid {
                         @for field in card.kind.fields.iter().filter(|f| editable(f)) {
                             (control(ctx.lang, &card.kind, field, &shown[&field.name], outcome.errors, "f"))
                         }
                     }
-                    div.actions {
-                        button.primary #save type="submit" { (ctx.t("app.save")) }
+                    @if card.may_edit {
+                        div.actions {
+                            button.primary #save type="submit" { (ctx.t("app.save")) }
+                        }
                     }
                 }
             }
@@ -148,6 +160,11 @@ fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
     let Some(conflicts) = card.record["conflicts"].as_object() else {
         return html! {};
     };
+    if !card.may_edit {
+        return html! {
+            div.conflicts #conflicts { p { strong { (ctx.t("card.conflict")) } " " (conflicts.keys().map(|f| ctx.lang.field(CLIENTS, f)).collect::<Vec<_>>().join(", ")) } }
+        };
+    }
     html! {
         div.conflicts #conflicts {
             p { strong { (ctx.t("card.conflict")) } }
@@ -200,7 +217,7 @@ fn contacts(ctx: &Ctx, card: &Card, id: &str, outcome: &Outcome) -> Markup {
                     }
                 }
             }
-            @if !card.deleted {
+            @if !card.deleted && card.may_add_contact {
                 details open[!outcome.contact_errors.is_empty()] {
                     summary { (ctx.t("card.add_contact")) }
                     form.card-form method="post" action={ "/clients/" (id) "/contacts" } novalidate {
@@ -294,7 +311,7 @@ pub async fn update(
     form: WebForm,
 ) -> Result<Response, WebError> {
     let user = may_modify(&state, &ctx, &id).await?;
-    let card = load(&state, &id).await?;
+    let card = load(&state, &ctx, &id).await?;
     let patch = fields::patch(&card.kind, &form, &card.record);
     if patch.is_empty() {
         return Ok(back_to(&id));
@@ -319,7 +336,7 @@ pub async fn update(
                 .into_response())
         }
         Err(RecordError::VersionMismatch) => {
-            let card = load(&state, &id).await?;
+            let card = load(&state, &ctx, &id).await?;
             let outcome = Outcome {
                 notice: Some("app.stale"),
                 ..Outcome::default()
@@ -389,7 +406,7 @@ pub async fn add_contact(
     match fields::create(&state, &ctx, CONTACTS, &form, client).await? {
         Ok(_) => Ok(Redirect::to(&format!("/clients/{id}#contacts")).into_response()),
         Err(RecordError::Invalid(errors)) => {
-            let card = load(&state, &id).await?;
+            let card = load(&state, &ctx, &id).await?;
             let outcome = Outcome {
                 contact_errors: &errors,
                 contact_values: Some(fields::echo(&kind, &form, &Json::Object(Map::new()))),

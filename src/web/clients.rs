@@ -106,7 +106,9 @@ pub async fn list(
     let body = html! {
         div.page-head {
             h1 { (ctx.t("clients.title")) }
-            a.button.primary href="/clients/new" { (ctx.t("nav.new_client")) }
+            @if access::create(ctx.user()?, CLIENTS).is_ok() {
+                a.button.primary href="/clients/new" { (ctx.t("nav.new_client")) }
+            }
         }
         (filters(&ctx, &kind, &query))
         @if let Some(why) = problem {

@@ -5,7 +5,9 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::assets::{CSS_URL, JS_URL};
+use super::clients::CLIENTS;
 use super::session::{Ctx, CSRF_FIELD};
+use crate::access;
 
 /// The hidden field every unsafe form carries.
 pub fn csrf_field(ctx: &Ctx) -> Markup {
@@ -41,7 +43,9 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                         nav aria-label=(ctx.t("nav.main")) {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
-                            a href="/clients/new" { (ctx.t("nav.new_client")) }
+                            @if ctx.principal.as_ref().is_some_and(|u| access::create(u, CLIENTS).is_ok()) {
+                                a href="/clients/new" { (ctx.t("nav.new_client")) }
+                            }
                             a href="/sync" { (ctx.t("nav.sync")) }
                             a href="/users" { (ctx.t("nav.users")) }
                         }
