@@ -80,7 +80,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.fill("#f-city", "Казань").await;
     browser.screenshot("quick-registration").await;
     browser.click("#register").await;
-    assert_eq!(browser.text("#client-name").await, "ООО Ромашка");
+    assert_eq!(browser.text("#card-title").await, "ООО Ромашка");
     let path = browser.path().await;
     let id = path
         .strip_prefix("/clients/")
@@ -123,6 +123,20 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     let contacts = browser.text("#contacts table").await;
     assert!(contacts.contains("Иванов Пётр"), "contacts: {contacts}");
     browser.screenshot("card").await;
+
+    // The contact's own card: edited in place, with a link to its client.
+    browser.click_text("#contacts table a", "Иванов Пётр").await;
+    assert_eq!(browser.text("#card-title").await, "Иванов Пётр");
+    browser.fill("#f-position", "Директор").await;
+    browser.click("#save").await;
+    let history = browser.text("#history").await;
+    assert!(
+        history.contains("Директор"),
+        "the contact's history: {history}"
+    );
+    browser.screenshot("contact").await;
+    browser.click("#client-link a").await;
+    assert_eq!(browser.path().await, path);
 
     // Deleted, the card says so and offers to restore it.
     browser.click_confirmed("#delete").await;

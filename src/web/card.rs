@@ -1,11 +1,13 @@
-//! The client card: every field in one form (edit in place, each refused
-//! value's message next to its field), conflicting values from other
-//! offices with a choice between them, delete and restore, the client's
-//! contact persons with a form to add one, and the history of changes.
+//! The card of a client or a contact person: every field in one form (edit
+//! in place, each refused value's message next to its field), conflicting
+//! values from other offices with a choice between them, delete and
+//! restore, and the history of changes; a client's card also lists its
+//! contact persons with a form to add one, a contact's links its client.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use crm_schema::KindDef;
 use maud::{html, Markup};
 use serde_json::{Map, Value as Json};
@@ -31,8 +33,35 @@ const CONTACT_COLUMNS: &[&str] = &["position", "phone", "email"];
 /// Contacts shown on a card.
 const CONTACTS_SHOWN: &str = "100";
 
+/// The kinds that have a card; each route of a card carries its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardKind {
+    Client,
+    Contact,
+}
+
+impl CardKind {
+    pub const ALL: [CardKind; 2] = [CardKind::Client, CardKind::Contact];
+
+    pub fn collection(self) -> &'static str {
+        match self {
+            CardKind::Client => CLIENTS,
+            CardKind::Contact => CONTACTS,
+        }
+    }
+
+    /// What the card is called: a client's name, a person's full name.
+    fn title(self, record: &Json) -> String {
+        match self {
+            CardKind::Client => record["name"].as_str().unwrap_or_default().to_owned(),
+            CardKind::Contact => person_name(record),
+        }
+    }
+}
+
 /// What a card shows besides its record.
 struct Card {
+    which: CardKind,
     kind: KindDef,
     contacts_kind: KindDef,
     record: Json,
@@ -42,9 +71,23 @@ struct Card {
     may_edit: bool,
     /// The user's role lets them add contact persons.
     may_add_contact: bool,
+    /// A client's contact persons.
     contacts: Vec<Json>,
+    /// A contact's client.
+    client: Option<Json>,
     history: Vec<HistoryEntry>,
     offices: Offices,
+}
+
+impl Card {
+    /// The card's own path.
+    fn path(&self) -> String {
+        format!(
+            "/{}/{}",
+            self.which.collection(),
+            self.record["id"].as_str().unwrap_or_default()
+        )
+    }
 }
 
 /// What the card says after a submitted form.
@@ -58,33 +101,46 @@ struct Outcome<'a> {
     contact_values: Option<Json>,
 }
 
-async fn load(state: &AppState, ctx: &Ctx, id: &str) -> Result<Card, WebError> {
+async fn load(state: &AppState, ctx: &Ctx, which: CardKind, id: &str) -> Result<Card, WebError> {
     let user = ctx.user()?;
+    let collection = which.collection();
     let records = &state.records;
-    let (record, etag, deleted) = match records.get(CLIENTS, id).await {
+    let (record, etag, deleted) = match records.get(collection, id).await {
         Ok(v) => (v.record, v.etag, false),
-        Err(RecordError::Gone { .. }) => (records.get_any(CLIENTS, id).await?, String::new(), true),
+        Err(RecordError::Gone { .. }) => {
+            (records.get_any(collection, id).await?, String::new(), true)
+        }
         Err(e) => return Err(e.into()),
     };
-    let params = vec![
-        (CLIENT_REF.to_owned(), id.to_owned()),
-        ("sort".to_owned(), "last_name".to_owned()),
-        ("limit".to_owned(), CONTACTS_SHOWN.to_owned()),
-    ];
-    let contacts = records.list(CONTACTS, params).await?.records();
-    let mut history = records.history(CLIENTS, id).await?;
+    let (contacts, client) = match which {
+        CardKind::Client => {
+            let params = vec![
+                (CLIENT_REF.to_owned(), id.to_owned()),
+                ("sort".to_owned(), "last_name".to_owned()),
+                ("limit".to_owned(), CONTACTS_SHOWN.to_owned()),
+            ];
+            (records.list(CONTACTS, params).await?.records(), None)
+        }
+        CardKind::Contact => {
+            let client = record[CLIENT_REF].as_str().unwrap_or_default();
+            (Vec::new(), records.get_any(CLIENTS, client).await.ok())
+        }
+    };
+    let mut history = records.history(collection, id).await?;
     history.reverse();
     Ok(Card {
-        kind: records.kind_def(CLIENTS)?,
+        which,
+        kind: records.kind_def(collection)?,
         contacts_kind: records.kind_def(CONTACTS)?,
         record,
         etag,
         deleted,
-        may_edit: access::modify_record(records, user, CLIENTS, id)
+        may_edit: access::modify_record(records, user, collection, id)
             .await
             .is_ok(),
         may_add_contact: access::create(user, CONTACTS).is_ok(),
         contacts,
+        client,
         history,
         offices: Offices::load(state).await?,
     })
@@ -93,28 +149,30 @@ async fn load(state: &AppState, ctx: &Ctx, id: &str) -> Result<Card, WebError> {
 pub async fn card(
     State(state): State<AppState>,
     ctx: Ctx,
+    Extension(which): Extension<CardKind>,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     access::read(ctx.user()?)?;
-    let card = load(&state, &ctx, &id).await?;
+    let card = load(&state, &ctx, which, &id).await?;
     Ok(render(&ctx, &card, Outcome::default()).into_response())
 }
 
 fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
     let id = card.record["id"].as_str().unwrap_or_default();
-    let name = card.record["name"].as_str().unwrap_or_default();
+    let name = card.which.title(&card.record);
+    let base = card.path();
     let shown = outcome.values.as_ref().unwrap_or(&card.record);
     let body = html! {
         div.page-head {
-            h1 #client-name { (name) }
+            h1 #card-title { (name) }
             @if !card.may_edit {
             } @else if card.deleted {
-                form.inline method="post" action={ "/clients/" (id) "/restore" } {
+                form.inline method="post" action={ (base) "/restore" } {
                     (csrf_field(ctx))
                     button.primary #restore type="submit" { (ctx.t("card.restore")) }
                 }
             } @else {
-                form.inline method="post" action={ "/clients/" (id) "/delete" } data-confirm=(ctx.t("card.delete_confirm")) {
+                form.inline method="post" action={ (base) "/delete" } data-confirm=(ctx.t("card.delete_confirm")) {
                     (csrf_field(ctx))
                     button.danger #delete type="submit" { (ctx.t("card.delete")) }
                 }
@@ -129,10 +187,16 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
         @if card.deleted {
             p.notice.error #deleted { (ctx.t("card.deleted")) }
         }
-        (conflicts(ctx, card, id))
+        @if let Some(client) = &card.client {
+            p #client-link {
+                (ctx.lang.field(CONTACTS, CLIENT_REF)) ": "
+                a href={ "/clients/" (client["id"].as_str().unwrap_or_default()) } { (client["name"].as_str().unwrap_or_default()) }
+            }
+        }
+        (conflicts(ctx, card))
         section aria-labelledby="card-h" {
             h2 #card-h { (ctx.t("card.fields")) }
-            form.card-form #card method="post" action={ "/clients/" (id) } novalidate {
+            form.card-form #card method="post" action=(base) novalidate {
                 (csrf_field(ctx))
                 input type="hidden" name="_version" value=(card.etag);
                 fieldset disabled[card.deleted || !card.may_edit] {
@@ -149,20 +213,23 @@ fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
                 }
             }
         }
-        (contacts(ctx, card, id, &outcome))
+        @if card.which == CardKind::Client {
+            (contacts(ctx, card, id, &outcome))
+        }
         (history(ctx, card))
     };
-    page(ctx, name, body)
+    page(ctx, &name, body)
 }
 
 /// Each conflicting field's values, with a button that keeps one.
-fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
+fn conflicts(ctx: &Ctx, card: &Card) -> Markup {
+    let collection = card.which.collection();
     let Some(conflicts) = card.record["conflicts"].as_object() else {
         return html! {};
     };
     if !card.may_edit {
         return html! {
-            div.conflicts #conflicts { p { strong { (ctx.t("card.conflict")) } " " (conflicts.keys().map(|f| ctx.lang.field(CLIENTS, f)).collect::<Vec<_>>().join(", ")) } }
+            div.conflicts #conflicts { p { strong { (ctx.t("card.conflict")) } " " (conflicts.keys().map(|f| ctx.lang.field(collection, f)).collect::<Vec<_>>().join(", ")) } }
         };
     }
     html! {
@@ -171,9 +238,9 @@ fn conflicts(ctx: &Ctx, card: &Card, id: &str) -> Markup {
             @for (name, values) in conflicts {
                 @if let Some(field) = card.kind.field(name) {
                     div.conflict {
-                        span.conflict-field { (ctx.lang.field(CLIENTS, name)) }
+                        span.conflict-field { (ctx.lang.field(collection, name)) }
                         @for value in values.as_array().into_iter().flatten() {
-                            form.inline method="post" action={ "/clients/" (id) "/resolve" } {
+                            form.inline method="post" action={ (card.path()) "/resolve" } {
                                 (csrf_field(ctx))
                                 input type="hidden" name="field" value=(name);
                                 input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
@@ -205,8 +272,8 @@ fn contacts(ctx: &Ctx, card: &Card, id: &str, outcome: &Outcome) -> Markup {
                     (head(std::iter::once(&"last_name").chain(CONTACT_COLUMNS).map(|c| ctx.lang.field(CONTACTS, c))))
                     tbody {
                         @for contact in &card.contacts {
-                            tr id={ "contact-" (contact["id"].as_str().unwrap_or_default()) } {
-                                td { (person_name(contact)) }
+                            tr {
+                                td { a href={ "/contacts/" (contact["id"].as_str().unwrap_or_default()) } { (person_name(contact)) } }
                                 @for column in CONTACT_COLUMNS {
                                     td { @if let Some(field) = kind.field(column) {
                                         (display(ctx.lang, kind, field, &contact[*column]))
@@ -266,7 +333,7 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
                                         @for change in &entry.fields {
                                             li {
                                                 @if let Some(field) = kind.field(&change.field) {
-                                                    (ctx.lang.field(CLIENTS, &change.field)) ": "
+                                                    (ctx.lang.field(card.which.collection(), &change.field)) ": "
                                                     s { (display(ctx.lang, kind, field, &change.from)) }
                                                     " → " (display(ctx.lang, kind, field, &change.to))
                                                 } @else if change.to == Json::Bool(true) {
@@ -291,15 +358,16 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
 async fn may_modify<'c>(
     state: &AppState,
     ctx: &'c Ctx,
+    which: CardKind,
     id: &str,
 ) -> Result<&'c Principal, WebError> {
     let user = ctx.user()?;
-    access::modify_record(&state.records, user, CLIENTS, id).await?;
+    access::modify_record(&state.records, user, which.collection(), id).await?;
     Ok(user)
 }
 
-fn back_to(id: &str) -> Response {
-    Redirect::to(&format!("/clients/{id}")).into_response()
+fn back_to(which: CardKind, id: &str) -> Response {
+    Redirect::to(&format!("/{}/{id}", which.collection())).into_response()
 }
 
 /// `POST /clients/{id}`: saves the fields that changed, if the record is
@@ -307,22 +375,23 @@ fn back_to(id: &str) -> Response {
 pub async fn update(
     State(state): State<AppState>,
     ctx: Ctx,
+    Extension(which): Extension<CardKind>,
     Path(id): Path<String>,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, &id).await?;
-    let card = load(&state, &ctx, &id).await?;
+    let user = may_modify(&state, &ctx, which, &id).await?;
+    let card = load(&state, &ctx, which, &id).await?;
     let patch = fields::patch(&card.kind, &form, &card.record);
     if patch.is_empty() {
-        return Ok(back_to(&id));
+        return Ok(back_to(which, &id));
     }
     let version = Some(form.get("_version").to_owned()).filter(|v| !v.is_empty());
     match state
         .records
-        .update(CLIENTS, &id, patch, version, &user.author())
+        .update(which.collection(), &id, patch, version, &user.author())
         .await
     {
-        Ok(_) => Ok(back_to(&id)),
+        Ok(_) => Ok(back_to(which, &id)),
         Err(RecordError::Invalid(errors)) => {
             let outcome = Outcome {
                 errors: &errors,
@@ -336,7 +405,7 @@ pub async fn update(
                 .into_response())
         }
         Err(RecordError::VersionMismatch) => {
-            let card = load(&state, &ctx, &id).await?;
+            let card = load(&state, &ctx, which, &id).await?;
             let outcome = Outcome {
                 notice: Some("app.stale"),
                 ..Outcome::default()
@@ -352,11 +421,12 @@ pub async fn update(
 pub async fn resolve(
     State(state): State<AppState>,
     ctx: Ctx,
+    Extension(which): Extension<CardKind>,
     Path(id): Path<String>,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, &id).await?;
-    let kind = state.records.kind_def(CLIENTS)?;
+    let user = may_modify(&state, &ctx, which, &id).await?;
+    let kind = state.records.kind_def(which.collection())?;
     let field = form.get("field");
     let Some(def) = kind.field(field).filter(|f| editable(f)) else {
         return Err(WebError::new(StatusCode::BAD_REQUEST, "app.error"));
@@ -365,20 +435,25 @@ pub async fn resolve(
     patch.insert(def.name.clone(), fields::parse(def, form.get("value")));
     state
         .records
-        .update(CLIENTS, &id, patch, None, &user.author())
+        .update(which.collection(), &id, patch, None, &user.author())
         .await?;
-    Ok(back_to(&id))
+    Ok(back_to(which, &id))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     ctx: Ctx,
+    Extension(which): Extension<CardKind>,
     Path(id): Path<String>,
     _form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, &id).await?;
-    match state.records.delete(CLIENTS, &id, &user.author()).await {
-        Ok(()) | Err(RecordError::Gone { .. }) => Ok(back_to(&id)),
+    let user = may_modify(&state, &ctx, which, &id).await?;
+    match state
+        .records
+        .delete(which.collection(), &id, &user.author())
+        .await
+    {
+        Ok(()) | Err(RecordError::Gone { .. }) => Ok(back_to(which, &id)),
         Err(e) => Err(e.into()),
     }
 }
@@ -386,12 +461,16 @@ pub async fn delete(
 pub async fn restore(
     State(state): State<AppState>,
     ctx: Ctx,
+    Extension(which): Extension<CardKind>,
     Path(id): Path<String>,
     _form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, &id).await?;
-    state.records.restore(CLIENTS, &id, &user.author()).await?;
-    Ok(back_to(&id))
+    let user = may_modify(&state, &ctx, which, &id).await?;
+    state
+        .records
+        .restore(which.collection(), &id, &user.author())
+        .await?;
+    Ok(back_to(which, &id))
 }
 
 /// `POST /clients/{id}/contacts`: a new contact person of the client.
@@ -406,7 +485,7 @@ pub async fn add_contact(
     match fields::create(&state, &ctx, CONTACTS, &form, client).await? {
         Ok(_) => Ok(Redirect::to(&format!("/clients/{id}#contacts")).into_response()),
         Err(RecordError::Invalid(errors)) => {
-            let card = load(&state, &ctx, &id).await?;
+            let card = load(&state, &ctx, CardKind::Client, &id).await?;
             let outcome = Outcome {
                 contact_errors: &errors,
                 contact_values: Some(fields::echo(&kind, &form, &Json::Object(Map::new()))),
@@ -420,16 +499,4 @@ pub async fn add_contact(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// `GET /contacts/{id}`: a contact person is shown on their client's card.
-pub async fn contact(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-) -> Result<Response, WebError> {
-    access::read(ctx.user()?)?;
-    let contact = state.records.get(CONTACTS, &id).await?;
-    let client = contact.record[CLIENT_REF].as_str().unwrap_or_default();
-    Ok(Redirect::to(&format!("/clients/{client}#contact-{id}")).into_response())
 }

@@ -28,7 +28,7 @@ mod users;
 
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::api::AppState;
 
@@ -38,12 +38,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(desktop::page))
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/new", get(clients::new_form))
-        .route("/clients/{id}", get(card::card).post(card::update))
-        .route("/clients/{id}/delete", post(card::delete))
-        .route("/clients/{id}/restore", post(card::restore))
-        .route("/clients/{id}/resolve", post(card::resolve))
         .route("/clients/{id}/contacts", post(card::add_contact))
-        .route("/contacts/{id}", get(card::contact))
         .route("/search", get(search::page))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", post(users::update))
@@ -52,7 +47,21 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sync/peers", post(sync::add_peer))
         .route("/sync/tokens", post(sync::issue_token))
         .route("/sync/{list}/{name}/remove", post(sync::remove))
-        .route("/logout", post(login::logout))
+        .route("/logout", post(login::logout));
+    // Each kind with a card: the same handlers, told their kind.
+    let signed_in = card::CardKind::ALL
+        .into_iter()
+        .fold(signed_in, |router, which| {
+            let path = format!("/{}/{{id}}", which.collection());
+            router.merge(
+                Router::new()
+                    .route(&path, get(card::card).post(card::update))
+                    .route(&format!("{path}/delete"), post(card::delete))
+                    .route(&format!("{path}/restore"), post(card::restore))
+                    .route(&format!("{path}/resolve"), post(card::resolve))
+                    .layer(Extension(which)),
+            )
+        })
         .route_layer(from_fn_with_state(state, session::require_login));
     let open = Router::new()
         .route("/login", get(login::form).post(login::submit))
