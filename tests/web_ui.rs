@@ -156,10 +156,17 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.choose("#filter-stage", "regular").await;
     browser.fill("#filter-city", "казань").await;
     browser.click("form.filters button[type=submit]").await;
-    let list = browser.text("#clients").await;
+    let list = browser.text("#list").await;
     assert!(list.contains("ООО Ромашка"), "list: {list}");
     assert_all_labelled(&browser, "list").await;
     browser.screenshot("list").await;
+
+    // The contacts list finds the contact by the start of the last name.
+    browser.click("a[href='/contacts']").await;
+    browser.fill("#q", "иван").await;
+    browser.click("form.filters button[type=submit]").await;
+    browser.click_text("#list a", "Иванов Пётр").await;
+    assert_eq!(browser.text("#card-title").await, "Иванов Пётр");
 
     // The search box at the top of every page finds it.
     browser.fill("#top-q", "ромаш").await;

@@ -51,7 +51,7 @@ impl CardKind {
     }
 
     /// What the card is called: a client's name, a person's full name.
-    fn title(self, record: &Json) -> String {
+    pub fn title(self, record: &Json) -> String {
         match self {
             CardKind::Client => record["name"].as_str().unwrap_or_default().to_owned(),
             CardKind::Contact => person_name(record),

@@ -43,6 +43,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                         nav aria-label=(ctx.t("nav.main")) {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
+                            a href="/contacts" { (ctx.t("nav.contacts")) }
                             @if ctx.principal.as_ref().is_some_and(|u| access::create(u, CLIENTS).is_ok()) {
                                 a href="/clients/new" { (ctx.t("nav.new_client")) }
                             }

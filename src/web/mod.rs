@@ -14,11 +14,13 @@
 mod assets;
 mod card;
 mod clients;
+mod contacts;
 mod desktop;
 mod error;
 mod fields;
 pub mod i18n;
 mod layout;
+mod lists;
 mod login;
 mod offices;
 mod search;
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(desktop::page))
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/new", get(clients::new_form))
+        .route("/contacts", get(contacts::list))
         .route("/clients/{id}/contacts", post(card::add_contact))
         .route("/search", get(search::page))
         .route("/users", get(users::list).post(users::create))
