@@ -69,7 +69,8 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     assert_all_labelled(&browser, "desktop").await;
     browser.screenshot("empty-desktop").await;
 
-    // Quick registration.
+    // Quick registration, from the clients list.
+    browser.click("a[href='/clients']").await;
     browser.click("a[href='/clients/new']").await;
     assert_all_labelled(&browser, "quick registration").await;
     browser.fill("#f-name", "ООО Ромашка").await;
@@ -219,6 +220,9 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.find("#users").await;
     let users = common::list_all(&node, "users", &[("login", "ivanov")]).await;
     let ivanov = id_of(&users[0]);
+    browser
+        .fill(&format!("#u-{ivanov}-password"), "a new long password")
+        .await;
     browser.fill(&format!("#u-{ivanov}-office"), "kzn").await;
     browser
         .choose(&format!("#u-{ivanov}-active"), "false")
@@ -232,6 +236,14 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     let stored = node.get(&format!("/api/v1/users/{ivanov}")).await;
     assert_eq!(stored.json["office"], "kzn");
     assert_eq!(stored.json["active"], false);
+    node.patch_json(
+        &format!("/api/v1/users/{ivanov}"),
+        &json!({"active": true}),
+        None,
+    )
+    .await
+    .expect_status(200, "reactivate");
+    node.login("ivanov", "a new long password").await;
     browser.screenshot("users").await;
 
     // Logging out ends the session.

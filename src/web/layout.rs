@@ -5,9 +5,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::assets::{CSS_URL, JS_URL};
-use super::clients::CLIENTS;
 use super::session::{Ctx, CSRF_FIELD};
-use crate::access;
 
 /// The hidden field every unsafe form carries.
 pub fn csrf_field(ctx: &Ctx) -> Markup {
@@ -44,9 +42,6 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/contacts" { (ctx.t("nav.contacts")) }
-                            @if ctx.principal.as_ref().is_some_and(|u| access::create(u, CLIENTS).is_ok()) {
-                                a href="/clients/new" { (ctx.t("nav.new_client")) }
-                            }
                             a href="/sync" { (ctx.t("nav.sync")) }
                             a href="/users" { (ctx.t("nav.users")) }
                         }

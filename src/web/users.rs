@@ -1,6 +1,7 @@
 //! Users (admins): the list of the node's users, each with its name,
-//! office, role and active flag changed in place, and a form that creates
-//! a user with a password. Other roles see the list only.
+//! office, role and active flag changed in place (and a new password set),
+//! and a form that creates a user with a password. Other roles see the
+//! list only.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -73,6 +74,15 @@ async fn render(
                                 }
                             }
                             @if admin {
+                                @let password_id = format!("u-{id}-password");
+                                div.field {
+                                    label for=(password_id) { (ctx.t("users.new_password")) }
+                                    input id=(password_id) type="password" name=(PASSWORD) autocomplete="new-password"
+                                        aria-invalid=[errors.iter().any(|e| e.field == PASSWORD).then_some("true")];
+                                    @for error in errors.iter().filter(|e| e.field == PASSWORD) {
+                                        p.field-error { (error.message) }
+                                    }
+                                }
                                 div.actions { button.primary type="submit" aria-label={ (ctx.t("app.save")) " " (user["login"].as_str().unwrap_or_default()) } { (ctx.t("app.save")) } }
                             }
                         }
@@ -141,6 +151,16 @@ async fn refused_page(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
+/// The password typed in a form, if any (a secret field: only these forms
+/// set it).
+fn new_password(form: &WebForm) -> Map<String, Json> {
+    let password = form.get(PASSWORD);
+    if password.is_empty() {
+        return Map::new();
+    }
+    Map::from_iter([(PASSWORD.to_owned(), Json::String(password.to_owned()))])
+}
+
 /// `POST /users`: a new user with a password.
 pub async fn create(
     State(state): State<AppState>,
@@ -148,12 +168,7 @@ pub async fn create(
     form: WebForm,
 ) -> Result<Response, WebError> {
     let kind = state.records.kind_def(USERS)?;
-    let mut secret = Map::new();
-    let password = form.get(PASSWORD);
-    if !password.is_empty() {
-        secret.insert(PASSWORD.to_owned(), Json::String(password.to_owned()));
-    }
-    match fields::create(&state, &ctx, USERS, &form, secret).await? {
+    match fields::create(&state, &ctx, USERS, &form, new_password(&form)).await? {
         Ok(_) => Ok(Redirect::to("/users").into_response()),
         Err(e) => {
             let values = fields::echo(&kind, &form, &Json::Object(Map::new()));
@@ -173,7 +188,8 @@ pub async fn update(
     access::modify_record(&state.records, user, USERS, &id).await?;
     let kind = state.records.kind_def(USERS)?;
     let current = state.records.get(USERS, &id).await?.record;
-    let patch = fields::patch(&kind, &form, &current);
+    let mut patch = fields::patch(&kind, &form, &current);
+    patch.extend(new_password(&form));
     if patch.is_empty() {
         return Ok(Redirect::to("/users").into_response());
     }
