@@ -15,3 +15,4 @@ pub mod records;
 pub mod replication;
 pub mod running;
 pub mod tls;
+pub mod web;

@@ -29,8 +29,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Added to both cookies' attributes when the node serves HTTPS itself.
 /// Behind a TLS proxy or on loopback the node speaks plain HTTP, and a
 /// `Secure` cookie would never come back to it.
-fn secure_attribute(state: &AppState) -> &'static str {
-    if state.https {
+fn secure_attribute(https: bool) -> &'static str {
+    if https {
         "; Secure"
     } else {
         ""
@@ -65,7 +65,7 @@ struct Credentials {
     via_cookie: bool,
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -156,7 +156,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
 /// The client's address for rate limiting: the connection's peer, or,
 /// when that is a proxy on this machine, the last `X-Forwarded-For` hop.
-fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
     let peer = extensions
         .get::<ConnectInfo<super::ClientAddr>>()
         .map(|c| c.0 .0.ip())
@@ -172,13 +172,13 @@ fn client_address(extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
-fn no_store(response: &mut Response) {
+pub(crate) fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-fn set_cookie(response: &mut Response, value: &str) {
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -210,32 +210,47 @@ async fn open_session(
         .auth
         .login(&request.login, &request.password, address)
         .await?;
-    let csrf = csrf_token(&session.token);
     let max_age = state.auth.session_ttl().as_secs();
     let mut response = Json(LoginResponse {
         token: session.token.clone(),
         expires_at: format_datetime(session.expires_at_ms),
-        csrf_token: csrf.clone(),
+        csrf_token: csrf_token(&session.token),
         user: session.user,
     })
     .into_response();
+    set_session_cookies(&mut response, &session.token, max_age, state.https);
+    Ok(response)
+}
+
+/// The cookies of a new browser session: the HttpOnly session cookie and
+/// the readable CSRF cookie (the API's and the web pages' logins share them).
+pub(crate) fn set_session_cookies(response: &mut Response, token: &str, max_age: u64, https: bool) {
+    let secure = secure_attribute(https);
     set_cookie(
-        &mut response,
+        response,
         &format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
-            session.token,
-            secure_attribute(&state)
+            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
         ),
     );
     // Readable by the page's script, which copies it into X-CSRF-Token.
     set_cookie(
-        &mut response,
+        response,
         &format!(
-            "{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{}",
-            secure_attribute(&state)
+            "{CSRF_COOKIE}={}; SameSite=Strict; Path=/; Max-Age={max_age}{secure}",
+            csrf_token(token)
         ),
     );
-    Ok(response)
+}
+
+/// Ends a browser session's cookies.
+pub(crate) fn clear_session_cookies(response: &mut Response, https: bool) {
+    let secure = secure_attribute(https);
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        set_cookie(
+            response,
+            &format!("{name}=; SameSite=Strict; Path=/; Max-Age=0{secure}"),
+        );
+    }
 }
 
 pub async fn logout(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -243,15 +258,7 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
         state.auth.logout(&credentials.token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        set_cookie(
-            &mut response,
-            &format!(
-                "{name}=; SameSite=Strict; Path=/; Max-Age=0{}",
-                secure_attribute(&state)
-            ),
-        );
-    }
+    clear_session_cookies(&mut response, state.https);
     no_store(&mut response);
     Ok(response)
 }

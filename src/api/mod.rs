@@ -147,6 +147,7 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .route_layer(axum::middleware::from_fn(limit_request));
     let api = api.merge(open);
     Router::new()
+        .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::health))
         .nest("/api/v1", api)
         .nest("/sync/v1", sync)

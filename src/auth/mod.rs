@@ -5,6 +5,7 @@
 //! user's record as it is now, so deactivating or deleting a user ends
 //! their sessions at once. Knows nothing of HTTP.
 
+mod known_sessions;
 pub mod rate_limit;
 pub mod sessions;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::records::{password, Author, RecordError, Records, USERS};
+use known_sessions::KnownSessions;
 use rate_limit::RateLimiter;
 use sessions::Purpose;
 
@@ -140,6 +142,7 @@ pub struct Auth {
     records: Records,
     ttl: Duration,
     limiter: Arc<RateLimiter>,
+    known: Arc<KnownSessions>,
 }
 
 impl Auth {
@@ -149,6 +152,7 @@ impl Auth {
             records,
             ttl,
             limiter: Arc::new(RateLimiter::default()),
+            known: Arc::new(KnownSessions::default()),
         }
     }
 
@@ -260,6 +264,7 @@ impl Auth {
     /// Ends the session of `token` (no error when there is none).
     pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
         let digest = tokens::digest(token);
+        self.known.forget(&digest);
         self.store
             .write(move |txn| sessions::delete(txn.conn(), &digest).map_err(StoreError::from))
             .await?;
@@ -273,9 +278,17 @@ impl Auth {
         }
         let digest = tokens::digest(token);
         let now = crate::clock::now_ms();
-        let user_id = self
+        // Read before the checks below: a change committed meanwhile moves
+        // the feed, so what is remembered under this seq is never newer
+        // than the state it was checked against.
+        let seq = *self.store.latest_seq().borrow();
+        if let Some(known) = self.known.get(&digest, seq, now) {
+            return Ok(known);
+        }
+        let lookup = digest.clone();
+        let (user_id, expires_at) = self
             .store
-            .read(move |conn| sessions::user_of(conn, &digest, now).map_err(StoreError::from))
+            .read(move |conn| sessions::user_of(conn, &lookup, now).map_err(StoreError::from))
             .await?
             .ok_or(AuthError::NoSession)?;
         let record = match self.records.get(USERS, &user_id).await {
@@ -285,7 +298,10 @@ impl Auth {
             }
             Err(e) => return Err(e.into()),
         };
-        Principal::from_record(&record).ok_or(AuthError::NoSession)
+        let principal = Principal::from_record(&record).ok_or(AuthError::NoSession)?;
+        self.known
+            .remember(digest, principal.clone(), expires_at, seq);
+        Ok(principal)
     }
 
     /// Creates the `admin` user when the node has no active admin. Returns
@@ -339,6 +355,7 @@ impl Auth {
     }
 
     pub async fn close_node_sessions(&self) -> Result<(), AuthError> {
+        self.known.forget_all();
         self.store
             .write(|txn| {
                 sessions::delete_purpose(txn.conn(), Purpose::Node).map_err(StoreError::from)

@@ -46,11 +46,17 @@ pub fn insert(
     Ok(())
 }
 
-/// The user id of the unexpired session with this digest.
-pub fn user_of(conn: &Connection, digest: &[u8], now_ms: i64) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT user_id FROM sessions WHERE digest = ?1 AND expires_at > ?2")?
-        .query_row(params![digest, now_ms], |r| r.get(0))
-        .optional()
+/// The user id and expiry (ms) of the unexpired session with this digest.
+pub fn user_of(
+    conn: &Connection,
+    digest: &[u8],
+    now_ms: i64,
+) -> rusqlite::Result<Option<(String, i64)>> {
+    conn.prepare_cached(
+        "SELECT user_id, expires_at FROM sessions WHERE digest = ?1 AND expires_at > ?2",
+    )?
+    .query_row(params![digest, now_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
 }
 
 pub fn delete(conn: &Connection, digest: &[u8]) -> rusqlite::Result<()> {

@@ -377,6 +377,30 @@ impl Records {
             .await
     }
 
+    /// The live records of `collection` whose fields have conflicting
+    /// values, most recently changed first.
+    pub async fn conflicted(
+        &self,
+        collection: &str,
+        limit: usize,
+    ) -> Result<Vec<Json>, RecordError> {
+        let kind = self.kind(collection)?;
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT record FROM {} WHERE conflicted = 1 AND deleted = 0 ORDER BY updated_at DESC LIMIT ?1",
+                    projection::table(&kind)
+                ))?;
+                let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
+                let mut records = Vec::new();
+                for text in rows {
+                    records.push(parse_stored(&text?)?);
+                }
+                Ok(records)
+            })
+            .await
+    }
+
     pub async fn history(
         &self,
         collection: &str,
@@ -575,9 +599,7 @@ impl Records {
                 while let Some(row) = rows.next()? {
                     last = row.get(0)?;
                     let text: String = row.get(1)?;
-                    records.push(serde_json::from_str(&text).map_err(|e| {
-                        RecordError::Internal(format!("stored record JSON: {e}"))
-                    })?);
+                    records.push(parse_stored(&text)?);
                 }
                 Ok((records, last))
             })
@@ -727,6 +749,12 @@ fn check_references(
     }
 }
 
+/// A record's JSON as the projection stores it.
+fn parse_stored(text: &str) -> Result<Json, RecordError> {
+    serde_json::from_str(text)
+        .map_err(|e| RecordError::Internal(format!("stored record JSON: {e}")))
+}
+
 /// The record as served, from the projection; deleted ones are gone.
 fn stored_json(
     conn: &rusqlite::Connection,
@@ -761,7 +789,6 @@ pub(crate) fn stored_row(
         .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (record, deleted) = row.ok_or_else(|| not_found(kind, id))?;
-    let record = serde_json::from_str(&record)
-        .map_err(|e| RecordError::Internal(format!("stored record JSON: {e}")))?;
+    let record = parse_stored(&record)?;
     Ok((record, deleted))
 }

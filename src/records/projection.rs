@@ -73,6 +73,10 @@ pub fn ddl(kind: &KindDef) -> String {
             "CREATE INDEX {t}_{col} ON {t} (deleted, {col}, updated_at, id);\n"
         ));
     }
+    // Few records are in conflict at a time: a partial index finds them.
+    sql.push_str(&format!(
+        "CREATE INDEX {t}_conflicted ON {t} (updated_at) WHERE conflicted = 1 AND deleted = 0;\n"
+    ));
     for field in set_fields(kind) {
         let st = set_table(kind, field);
         sql.push_str(&format!(

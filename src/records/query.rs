@@ -66,6 +66,16 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+impl Page {
+    /// The page's records as JSON values.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.items
+            .iter()
+            .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+            .collect()
+    }
+}
+
 /// Where the previous page ended, bound to the sort it was made for.
 #[derive(Serialize, Deserialize)]
 struct Cursor {

@@ -1,0 +1,76 @@
+//! The web UI served at `/`: server-rendered HTML pages (maud) for people
+//! in a browser, with one stylesheet and one small script, all compiled
+//! into the binary. Handlers call the same domain layer as `api/`
+//! (`records`, `auth`, `access`, `replication`): no SQL here, and never
+//! HTTP calls to the node's own API.
+//!
+//! Pages use the cookie session that `/api/v1/auth/login` also opens;
+//! every form that changes something carries the CSRF token in `_csrf`
+//! (see `session.rs`). The language is a cookie, not a field of the user's
+//! record: it works on the login page before anyone is known, it is a
+//! preference of a browser (a shared office PC can stay in Russian) rather
+//! than data every office must replicate, and switching it writes nothing.
+
+mod assets;
+mod card;
+mod clients;
+mod contacts;
+mod desktop;
+mod error;
+mod fields;
+pub mod i18n;
+mod layout;
+mod lists;
+mod login;
+mod offices;
+mod search;
+mod session;
+mod sync;
+mod users;
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use crate::api::AppState;
+
+/// The pages' routes; `api::router` merges them next to `/api/v1`.
+pub fn router(state: AppState) -> Router<AppState> {
+    let signed_in = Router::new()
+        .route("/", get(desktop::page))
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/new", get(clients::new_form))
+        .route("/contacts", get(contacts::list))
+        .route("/clients/{id}/contacts", post(card::add_contact))
+        .route("/search", get(search::page))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", post(users::update))
+        .route("/sync", get(sync::show))
+        .route("/sync/run", post(sync::run))
+        .route("/sync/peers", post(sync::add_peer))
+        .route("/sync/tokens", post(sync::issue_token))
+        .route("/sync/{list}/{name}/remove", post(sync::remove))
+        .route("/logout", post(login::logout));
+    // Each kind with a card: the same handlers, told their kind.
+    let signed_in = card::CardKind::ALL
+        .into_iter()
+        .fold(signed_in, |router, which| {
+            let path = format!("/{}/{{id}}", which.collection());
+            router.merge(
+                Router::new()
+                    .route(&path, get(card::card).post(card::update))
+                    .route(&format!("{path}/delete"), post(card::delete))
+                    .route(&format!("{path}/restore"), post(card::restore))
+                    .route(&format!("{path}/resolve"), post(card::resolve))
+                    .layer(Extension(which)),
+            )
+        })
+        .route_layer(from_fn_with_state(state, session::require_login));
+    let open = Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .route("/lang", post(session::set_lang));
+    signed_in
+        .merge(open)
+        .route_layer(from_fn(error::render_errors))
+        .route("/assets/{file}", get(assets::serve))
+}
