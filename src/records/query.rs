@@ -335,22 +335,26 @@ fn reads_filter_first(conn: &Connection, plan: &Plan) -> Result<bool, RecordErro
     if plan.narrowing.is_empty() || plan.filter_index_in_order {
         return Ok(false);
     }
-    let rows: i64 = conn
-        .prepare_cached(&plan.rows_sql)?
-        .query_row([], |r| r.get(0))?;
-    let rows = rows.max(1) as f64;
-    let mut narrowest = usize::MAX;
-    let mut selectivity = 1.0_f64;
+    let mut counts = Vec::with_capacity(plan.narrowing.len());
     for (count_sql, value) in &plan.narrowing {
         let count: usize = conn
             .prepare_cached(count_sql)?
             .query_row([value], |r| r.get(0))?;
-        narrowest = narrowest.min(count);
-        selectivity *= (count as f64 / rows).min(1.0);
+        counts.push(count);
     }
+    let narrowest = counts.iter().copied().min().unwrap_or(usize::MAX);
     if narrowest >= COUNT_CAP {
         return Ok(false);
     }
+    // The kind's size only matters once some filter is narrow.
+    let rows: i64 = conn
+        .prepare_cached(&plan.rows_sql)?
+        .query_row([], |r| r.get(0))?;
+    let rows = rows.max(1) as f64;
+    let selectivity: f64 = counts
+        .iter()
+        .map(|&count| (count as f64 / rows).min(1.0))
+        .product();
     let walk = (plan.limit + 1) as f64 / selectivity.max(f64::MIN_POSITIVE);
     Ok(narrowest as f64 <= walk)
 }

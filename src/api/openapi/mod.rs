@@ -359,8 +359,17 @@ fn input_schema(kind: &KindDef, create: bool) -> OaSchema {
 
 /// A required JSON request body of the named component schema.
 fn json_request(schema: &str) -> utoipa::openapi::request_body::RequestBody {
+    json_body(schema, true)
+}
+
+/// A JSON request body of the named component schema.
+fn json_body(schema: &str, required: bool) -> utoipa::openapi::request_body::RequestBody {
     RequestBodyBuilder::new()
-        .required(Some(Required::True))
+        .required(Some(if required {
+            Required::True
+        } else {
+            Required::False
+        }))
         .content(
             "application/json",
             ContentBuilder::new()

@@ -11,7 +11,7 @@ use utoipa::openapi::{
     ResponseBuilder,
 };
 
-use super::{json_response, limit_param, path_item, problem, query, schema_ref, string};
+use super::{json_body, json_response, limit_param, path_item, problem, query, schema_ref, string};
 use crate::api::peers::{NewPeer, RunRequest, RunResponse, StatusResponse};
 use crate::api::sync_protocol::SyncInfo;
 use crate::replication::http_transport::{PushAnswer, FRAME_MEDIA_TYPE, PROTOCOL_HEADER};
@@ -70,22 +70,6 @@ pub fn paths(paths: PathsBuilder) -> PathsBuilder {
             PathItem::new(HttpMethod::Get, snapshots()),
         )
         .path("/sync/v1/changes", PathItem::new(HttpMethod::Post, push()))
-}
-
-fn json_body(schema: &str, required: bool) -> utoipa::openapi::request_body::RequestBody {
-    RequestBodyBuilder::new()
-        .required(Some(if required {
-            Required::True
-        } else {
-            Required::False
-        }))
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(schema_ref(schema)))
-                .build(),
-        )
-        .build()
 }
 
 fn body_problems(op: OperationBuilder) -> OperationBuilder {
