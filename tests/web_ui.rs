@@ -15,18 +15,23 @@ use browser::Browser;
 use common::cluster::{Cluster, Topology};
 use common::{create, id_of, TestNode, ADMIN_PASSWORD};
 
-/// Enter, for submitting a form from the keyboard.
-const ENTER: &str = "\u{e007}";
-/// Tab, to move the focus.
-const TAB: &str = "\u{e004}";
-
-async fn assert_all_labelled(browser: &Browser, page: &str) {
+/// The basic accessibility every page must have: a label on every control,
+/// text contrast at WCAG AA, and every control reachable by Tab with a
+/// visible focus ring.
+async fn assert_accessible(browser: &Browser, page: &str) {
     let unlabelled = browser.unlabelled_controls().await;
     assert_eq!(unlabelled, json!([]), "controls without a label on {page}");
+    let low = browser.low_contrast_text().await;
+    assert_eq!(low, json!([]), "text below WCAG AA contrast on {page}");
+    let keyboard = browser.keyboard_unreachable().await;
+    assert_eq!(
+        keyboard,
+        json!({"missed": [], "no_focus_ring": []}),
+        "keyboard navigation on {page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: a click can race the page load (stale elements); run by hand: .ci/install-browser && cargo test --test web_ui -- --ignored"]
 async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     let Some(browser) = Browser::start("client").await else {
         return;
@@ -42,38 +47,26 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
         browser.script("return document.documentElement.lang").await,
         "ru"
     );
-    assert_all_labelled(&browser, "login").await;
+    assert_accessible(&browser, "login").await;
     // Keyboard: the login field has the focus, Tab goes to the password.
-    browser
-        .find("#login")
-        .await
-        .send_keys(TAB)
-        .await
-        .expect("press Tab");
-    assert_eq!(
-        browser.script("return document.activeElement.id").await,
-        "password"
-    );
+    assert_eq!(browser.focused().await, "login");
+    browser.tab().await;
+    assert_eq!(browser.focused().await, "password");
     browser.fill("#login", "admin").await;
     browser.fill("#password", "wrong password").await;
-    browser
-        .find("#password")
-        .await
-        .send_keys(ENTER)
-        .await
-        .expect("press Enter");
+    browser.press_enter("#password").await;
     browser.find("#login-error").await;
     browser.screenshot("login-refused").await;
     browser.login(base, "admin", ADMIN_PASSWORD).await;
     assert_eq!(browser.path().await, "/");
     browser.find("#sync").await;
-    assert_all_labelled(&browser, "desktop").await;
+    assert_accessible(&browser, "desktop").await;
     browser.screenshot("empty-desktop").await;
 
     // Quick registration, from the clients list.
     browser.click("a[href='/clients']").await;
     browser.click("a[href='/clients/new']").await;
-    assert_all_labelled(&browser, "quick registration").await;
+    assert_accessible(&browser, "quick registration").await;
     browser.fill("#f-name", "ООО Ромашка").await;
     browser.choose("#f-client_type", "company").await;
     browser.fill("#f-tax_id", "7707083893").await;
@@ -88,7 +81,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
         .strip_prefix("/clients/")
         .expect("on the new card")
         .to_owned();
-    assert_all_labelled(&browser, "card").await;
+    assert_accessible(&browser, "card").await;
 
     // An invalid e-mail is refused with its message next to the field, and
     // the focus goes there.
@@ -96,10 +89,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.click("#save").await;
     let message = browser.text("#f-email-error").await;
     assert!(message.contains("e-mail"), "the field's message: {message}");
-    assert_eq!(
-        browser.script("return document.activeElement.id").await,
-        "f-email"
-    );
+    assert_eq!(browser.focused().await, "f-email");
     browser.screenshot("validation").await;
 
     // Corrected, it saves, and the history says who changed what.
@@ -120,7 +110,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     assert_eq!(stored.json["tags"], json!(["vip", "опт"]));
 
     // A contact person from the card.
-    browser.click("#contacts summary").await;
+    browser.click_here("#contacts summary").await;
     browser.fill("#c-last_name", "Иванов").await;
     browser.fill("#c-first_name", "Пётр").await;
     browser.click("#add-contact").await;
@@ -162,7 +152,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.click("form.filters button[type=submit]").await;
     let list = browser.text("#list").await;
     assert!(list.contains("ООО Ромашка"), "list: {list}");
-    assert_all_labelled(&browser, "list").await;
+    assert_accessible(&browser, "list").await;
     browser.screenshot("list").await;
 
     // The contacts list finds the contact by the start of the last name.
@@ -174,12 +164,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
 
     // The search box at the top of every page finds it.
     browser.fill("#top-q", "ромаш").await;
-    browser
-        .find("#top-q")
-        .await
-        .send_keys(ENTER)
-        .await
-        .expect("press Enter");
+    browser.press_enter("#top-q").await;
     browser.click_text("#results a", "ООО Ромашка").await;
     assert_eq!(browser.path().await, path);
     browser.goto(&format!("{base}/search?q=иванов")).await;
@@ -203,7 +188,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     // Users: a taken login is refused next to the field; a new manager is
     // created, then moved to another office and deactivated in place.
     browser.click("a[href='/users']").await;
-    assert_all_labelled(&browser, "users").await;
+    assert_accessible(&browser, "users").await;
     browser.fill("#new-login", "admin").await;
     browser
         .fill("#new-password", "a long enough password")
@@ -280,7 +265,6 @@ async fn city(node: &TestNode, id: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: a click can race the page load (stale elements); run by hand: .ci/install-browser && cargo test --test web_ui -- --ignored"]
 async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser() {
     let Some(browser) = Browser::start("offices").await else {
         return;
@@ -374,7 +358,7 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
         peers.contains("node1") && peers.contains("На связи"),
         "peers: {peers}"
     );
-    assert_all_labelled(&browser, "sync").await;
+    assert_accessible(&browser, "sync").await;
     browser.click("#sync-now").await;
     let rounds = browser.text("#rounds").await;
     assert!(
