@@ -58,7 +58,36 @@ impl InnKind {
 
 /// The phone number as digits with country code (E.164 without `+`), or
 /// `None` when it is not a valid number.
+///
+/// Parsing a number runs the metadata's regular expressions, and one
+/// record asks for the same number up to three times in a row (checking
+/// the input, its filter column, its search words): each thread remembers
+/// its last few answers.
 pub fn normalize_phone(phone: &str) -> Option<String> {
+    const REMEMBERED: usize = 4;
+    thread_local! {
+        static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, Option<String>)>> =
+            const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    }
+    if let Some(known) = RECENT.with_borrow(|recent| {
+        recent
+            .iter()
+            .find(|(input, _)| input == phone)
+            .map(|(_, answer)| answer.clone())
+    }) {
+        return known;
+    }
+    let answer = parse_phone(phone);
+    RECENT.with_borrow_mut(|recent| {
+        if recent.len() == REMEMBERED {
+            recent.pop_back();
+        }
+        recent.push_front((phone.to_owned(), answer.clone()));
+    });
+    answer
+}
+
+fn parse_phone(phone: &str) -> Option<String> {
     let number = phonenumber::parse(Some(DEFAULT_PHONE_REGION), phone).ok()?;
     if !phonenumber::is_valid(&number) {
         return None;
