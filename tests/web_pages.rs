@@ -883,6 +883,21 @@ async fn an_ended_session_sends_to_the_login_page_which_says_so_and_comes_back()
     }
     let login = nobody.get("/login?next=%2F%2Fevil.example").await;
     assert!(!login.html.contains("name=\"next\""), "{}", login.html);
+    // Switching the language on the login page keeps its message and the
+    // way back.
+    let switched = browser
+        .post(
+            "/lang",
+            &[
+                ("lang", "en"),
+                ("back", "/login?expired=1&next=%2Fcontacts"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        switched.location.as_deref(),
+        Some("/login?expired=1&next=%2Fcontacts")
+    );
     // A wrong password keeps the way back.
     let wrong = browser
         .post(

@@ -37,12 +37,23 @@ pub struct LoginQuery {
 struct Notice<'a> {
     problem: Option<&'static str>,
     expired: bool,
-    /// A local path to go to after logging in ("/" is left out).
+    /// Where to go after logging in, as asked (checked by `after_login`).
     next: &'a str,
 }
 
+/// Where to go after logging in: `next` when it is a page on this site
+/// other than the login page itself (which would only loop), else the
+/// desktop.
+fn after_login(next: &str) -> &str {
+    match local_path(next) {
+        "/login" => "/",
+        path if path.starts_with("/login?") => "/",
+        path => path,
+    }
+}
+
 fn login_page(ctx: &Ctx, login: &str, notice: Notice) -> Markup {
-    let next = Some(local_path(notice.next)).filter(|n| *n != "/");
+    let next = Some(after_login(notice.next)).filter(|n| *n != "/");
     let body = html! {
         section.login {
             h1 { (ctx.t("login.title")) }
@@ -117,7 +128,7 @@ pub async fn submit(
     };
     let mut response = match state.auth.login(login, form.get("password"), address).await {
         Ok(session) => {
-            let mut response = Redirect::to(local_path(next)).into_response();
+            let mut response = Redirect::to(after_login(next)).into_response();
             set_session_cookies(
                 &mut response,
                 &session.token,
@@ -154,4 +165,17 @@ pub async fn logout(
     clear_session_cookies(&mut response, state.https);
     forget_sign_in(&mut response);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_login;
+
+    #[test]
+    fn logging_in_goes_back_to_a_local_page_but_not_the_login_page() {
+        assert_eq!(after_login("/clients?q=a"), "/clients?q=a");
+        for elsewhere in ["//evil.example", "/login", "/login?next=%2Fclients", ""] {
+            assert_eq!(after_login(elsewhere), "/", "{elsewhere}");
+        }
+    }
 }

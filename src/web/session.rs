@@ -220,15 +220,12 @@ impl<S: Send + Sync> FromRequest<S> for WebForm {
 /// A path on this site to go back to; anything else goes to `/`. Only a
 /// path that starts with a single `/`: `//host` and `/\\host` lead
 /// browsers to another site, and they drop tabs and line breaks from a
-/// URL, so `/<tab>/host` would too; the login page itself would only
-/// loop.
+/// URL, so `/<tab>/host` would too.
 pub fn local_path(path: &str) -> &str {
     let local = path.starts_with('/')
         && !path.starts_with("//")
         && !path.contains('\\')
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
-        && path != "/login"
-        && !path.starts_with("/login?");
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
     if local {
         path
     } else {
@@ -275,8 +272,6 @@ mod tests {
             " /clients",
             "evil.example",
             "",
-            "/login",
-            "/login?next=/",
         ] {
             assert_eq!(local_path(foreign), "/", "{foreign:?}");
         }
