@@ -1054,6 +1054,8 @@ async fn every_node_names_every_office_even_beyond_its_peers() {
     assert!(openapi["paths"]["/api/v1/nodes"]["get"].is_object());
     assert!(openapi["paths"]["/api/v1/nodes"]["post"].is_null());
     assert!(openapi["paths"]["/api/v1/import/nodes"].is_null());
+    assert!(openapi["components"]["schemas"]["NodeCreate"].is_null());
+    assert!(openapi["components"]["schemas"]["Node"].is_object());
 }
 
 /// A node writes its record once, and again when its name changes.

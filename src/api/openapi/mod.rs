@@ -58,9 +58,7 @@ pub fn document(schema: &Schema) -> String {
             .schema(
                 format!("{label}Item"),
                 record_schema(kind, RecordShape::Selected),
-            )
-            .schema(format!("{label}Create"), input_schema(kind, true))
-            .schema(format!("{label}Patch"), input_schema(kind, false));
+            );
         let base = format!("/api/v1/{}", kind.collection);
         if kind.system {
             // Written by the nodes themselves: read-only here.
@@ -77,6 +75,9 @@ pub fn document(schema: &Schema) -> String {
             paths = transfer::export_path(paths, kind);
             continue;
         }
+        components = components
+            .schema(format!("{label}Create"), input_schema(kind, true))
+            .schema(format!("{label}Patch"), input_schema(kind, false));
         paths = paths
             .path(
                 base.clone(),
