@@ -96,6 +96,11 @@ async fn serve(data: std::path::PathBuf, config: Config) -> anyhow::Result<()> {
         // that exist can still log in.
         Err(e) => tracing::warn!(error = %e, "could not create the first admin user"),
     }
+    // Other offices learn this node's name from its record; serving goes
+    // on without it (they show the id's start instead).
+    if let Err(e) = node.records().record_this_node().await {
+        tracing::warn!(error = %e, "could not write this node's record in the directory of nodes");
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

@@ -84,7 +84,8 @@ async fn a_sync_killed_mid_backlog_resumes_from_its_checkpoint() {
     cluster.sync_pair(1, 0).await;
     let a_token = issue_token(&cluster.nodes[0], "probe").await;
     let b_token = issue_token(&cluster.nodes[1], "probe").await;
-    // The first sync exchanged each node's first admin user.
+    // The first sync exchanged each node's first admin user and its record
+    // in the directory of nodes.
     let before = SyncApi::new(&cluster.nodes[0], &a_token).latest_seq().await;
     let b_before = SyncApi::new(&cluster.nodes[1], &b_token).latest_seq().await;
     let started = Instant::now();
@@ -317,9 +318,10 @@ async fn a_push_whose_answer_is_lost_is_sent_again_and_counted_as_duplicates() {
     assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1, "{first}");
     assert!(!proxy.armed.load(Ordering::SeqCst));
     let status = peer_status(a, "node1").await;
-    // A's backlog: the clients and A's first admin user.
+    // A's backlog: the clients, A's first admin user and A's own record
+    // in the directory of nodes.
     assert!(
-        status["last_error"].is_string() && count(&status, "backlog") == CREATED + 1,
+        status["last_error"].is_string() && count(&status, "backlog") == CREATED + 2,
         "A must know the push is not acknowledged: {status}"
     );
     // The receiver committed although its answer was lost.
@@ -340,7 +342,7 @@ async fn a_push_whose_answer_is_lost_is_sent_again_and_counted_as_duplicates() {
             count(pushed, "changes"),
             count(pushed, "applied")
         ),
-        (1, CREATED + 1, 0),
+        (1, CREATED + 2, 0),
         "the batch is sent again and taken as duplicates: {second}"
     );
     let state = assert_same(a, b, "after the second round").await;
@@ -609,8 +611,9 @@ async fn cli_tokens_peers_and_sync() {
         .lines()
         .find(|l| l.starts_with("node1: pulled"))
         .unwrap_or_else(|| panic!("no result line for node1: {stdout}"));
-    // The two clients and B's first admin user.
-    assert_eq!(pulled_counts(line).1, 3, "{line}");
+    // The two clients, B's first admin user and B's own record in the
+    // directory of nodes.
+    assert_eq!(pulled_counts(line).1, 4, "{line}");
     let status = peer_status(a, "node1").await;
     assert_eq!(
         status["state"],

@@ -621,8 +621,8 @@ async fn duplicated_and_reordered_batches_converge_with_nothing_left_held() {
     synced(&cluster.nodes[1], "node0").await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let source = SyncApi::issue(a, "reader").await;
-    // The first sync brought B what A had (each node's first admin user);
-    // the pages start after it.
+    // The first sync brought B what A had (each node's first admin user
+    // and its record in the directory of nodes); the pages start after it.
     let before = source.latest_seq().await;
 
     for i in 0..3 {

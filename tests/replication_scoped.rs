@@ -3,13 +3,15 @@
 //! exactly its rep's clients and their contacts, its edits reach the head
 //! office, a change to a record outside its scope is refused while the rest
 //! of the batch applies, and reassigned records move between laptops.
+//! Every laptop still learns every office's name: the directory of nodes
+//! comes whole with any scope.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::cluster::{add_peer, issue_scoped_token, run_sync, NodeState};
-use common::{create, id_of, list_ids, TestNode};
+use common::{create, id_of, list_all, list_ids, TestNode};
 use serde_json::{json, Value};
 
 const REPS: [&str; 3] = ["ivanov", "petrov", "sidorov"];
@@ -180,6 +182,25 @@ async fn each_laptop_holds_exactly_its_reps_records_and_its_edits_reach_the_head
             (clients, contacts),
             "{rep}"
         );
+    }
+
+    // Scoped to clients and contacts, each laptop still learns the name
+    // of every office and laptop (each wrote its own record in the
+    // directory of nodes, which every scope takes whole), and the head
+    // office learns the laptops'.
+    for laptop in &office.laptops {
+        run_sync(laptop, "head", None).await;
+    }
+    let everyone: BTreeSet<String> = ["head", "ivanov", "petrov", "sidorov"]
+        .map(str::to_owned)
+        .into();
+    for node in office.laptops.iter().chain([&office.head]) {
+        let names: BTreeSet<String> = list_all(node, "nodes", &[])
+            .await
+            .iter()
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(names, everyone, "{}", node.name());
     }
 }
 

@@ -12,6 +12,7 @@ const KIND_FILES: &[(&str, &str)] = &[
     ("clients.toml", include_str!("../kinds/clients.toml")),
     ("contacts.toml", include_str!("../kinds/contacts.toml")),
     ("users.toml", include_str!("../kinds/users.toml")),
+    ("nodes.toml", include_str!("../kinds/nodes.toml")),
 ];
 
 /// SQL migrations of the node (beyond the store's own), numbered and
@@ -157,6 +158,12 @@ pub struct KindDef {
     /// their login).
     #[serde(default)]
     pub active_field: Option<String>,
+    /// A kind the node writes itself (the directory of nodes): never
+    /// written through the API, left out of full-text search, and sent to
+    /// every peer whatever its token's scope, so it must hold no customer
+    /// data.
+    #[serde(default)]
+    pub system: bool,
     pub fields: Vec<FieldDef>,
 }
 
@@ -428,6 +435,8 @@ mod tests {
             stage.default,
             Some(DefaultValue::String("potential".into()))
         );
+        assert!(schema.kind("nodes").is_some_and(|k| k.system));
+        assert!(schema.kinds().iter().filter(|k| k.system).count() == 1);
         let contacts = schema.kind("contacts").expect("contacts declared");
         assert_eq!(
             contacts.field("client_id").and_then(|f| f.to.as_deref()),

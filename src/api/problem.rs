@@ -189,6 +189,9 @@ impl From<RecordError> for ApiError {
             },
             E::Duplicate { .. } => ApiError::new(StatusCode::CONFLICT, "exists", detail),
             E::BadQuery(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-query", detail),
+            E::SystemKind(_) => {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "read-only-kind", detail)
+            }
             E::Store(e) => ApiError::from_store(e),
             E::Internal(_) => {
                 tracing::error!(error = %detail, "internal error");

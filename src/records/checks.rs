@@ -4,17 +4,20 @@
 use phonenumber::country::Id as Country;
 use phonenumber::Mode;
 
+use super::invalid::{ErrorCode, Invalid};
+
 /// Region assumed for phone numbers written without a country code: the
 /// reference users are Russian offices, where `8 912 ...` means `+7 912 ...`.
 const DEFAULT_PHONE_REGION: Country = Country::RU;
 
 /// Checks a Russian INN: 10 digits for a legal entity, 12 for a person, with
 /// check digits. Returns the length category on success.
-pub fn check_inn(inn: &str) -> Result<InnKind, &'static str> {
+pub fn check_inn(inn: &str) -> Result<InnKind, Invalid> {
     let digits: Vec<u32> = inn.chars().filter_map(|c| c.to_digit(10)).collect();
     if digits.len() != inn.len() {
-        return Err("an INN is digits only");
+        return Err(Invalid::new(ErrorCode::InnDigits, "an INN is digits only"));
     }
+    let checksum = |message: &str| Invalid::new(ErrorCode::InnChecksum, message);
     let check = |weights: &[u32], at: usize| {
         let sum: u32 = weights.iter().zip(&digits).map(|(w, d)| w * d).sum();
         sum % 11 % 10 == digits[at]
@@ -24,7 +27,7 @@ pub fn check_inn(inn: &str) -> Result<InnKind, &'static str> {
             if check(&[2, 4, 10, 3, 5, 9, 4, 6, 8], 9) {
                 Ok(InnKind::Company)
             } else {
-                Err("the INN's check digit is wrong")
+                Err(checksum("the INN's check digit is wrong"))
             }
         }
         12 => {
@@ -33,10 +36,13 @@ pub fn check_inn(inn: &str) -> Result<InnKind, &'static str> {
             {
                 Ok(InnKind::Person)
             } else {
-                Err("the INN's check digits are wrong")
+                Err(checksum("the INN's check digits are wrong"))
             }
         }
-        _ => Err("an INN has 10 digits (company) or 12 (person)"),
+        _ => Err(Invalid::new(
+            ErrorCode::InnLength,
+            "an INN has 10 digits (company) or 12 (person)",
+        )),
     }
 }
 
@@ -134,6 +140,10 @@ mod tests {
         for (inn, expected) in cases {
             assert_eq!(check_inn(inn).map_err(|_| ()), expected, "{inn}");
         }
+        let code = |inn| check_inn(inn).map_err(|e| e.code).err();
+        assert_eq!(code("7707083894"), Some(ErrorCode::InnChecksum));
+        assert_eq!(code("770708389"), Some(ErrorCode::InnLength));
+        assert_eq!(code("77070838a3"), Some(ErrorCode::InnDigits));
     }
 
     #[test]

@@ -190,7 +190,10 @@ pub fn reject_row(index: usize, error: RecordError) -> RecordError {
         RecordError::Invalid(errors) => errors,
         RecordError::Duplicate { field, value, .. } => vec![super::FieldError::new(
             &field,
-            format!("{value:?} is taken by another record"),
+            super::Invalid::new(
+                super::ErrorCode::Unique,
+                format!("{value:?} is taken by another record"),
+            ),
         )],
         other => return other,
     };

@@ -309,12 +309,15 @@ pub fn read_deleted(doc: &Automerge, at: At<'_>) -> bool {
     )
 }
 
-/// One of several concurrent values of a field.
+/// One of several concurrent values of a field, with who wrote it where
+/// and when (all read from the change that wrote it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConflictValue {
     pub value: serde_json::Value,
     pub node: Option<crm_sync::NodeId>,
     pub at_ms: i64,
+    /// The writing user's id: the change's message (see `Author`).
+    pub user: Option<String>,
 }
 
 /// Fields that hold several concurrent values. Text and set fields merge
@@ -348,7 +351,8 @@ fn conflicts(doc: &Automerge, kind: &KindDef, root: &RootNow) -> Vec<(String, Ve
                 ConflictValue {
                     value,
                     node: meta.as_ref().and_then(|m| node_of_actor(&m.actor)),
-                    at_ms: meta.map(|m| m.timestamp).unwrap_or_default(),
+                    at_ms: meta.as_ref().map(|m| m.timestamp).unwrap_or_default(),
+                    user: meta.and_then(|m| m.message).map(|m| m.into_owned()),
                 }
             })
             .collect();
@@ -429,7 +433,12 @@ mod tests {
         let field = kind.field(name).expect("field exists").clone();
         let mut tx = doc.transaction();
         write_field(&mut tx, &field, value.as_ref(), Target::Existing).expect("write succeeds");
-        tx.commit_with(automerge::transaction::CommitOptions::default().with_time(time));
+        // The author is named after the time, as `Author` does with ids.
+        tx.commit_with(
+            automerge::transaction::CommitOptions::default()
+                .with_time(time)
+                .with_message(format!("user-{time}")),
+        );
     }
 
     fn actor(n: u8) -> automerge::ActorId {
@@ -488,16 +497,19 @@ mod tests {
         assert_eq!(field, "city");
         let mut seen: Vec<_> = values
             .iter()
-            .map(|v| (v.value.clone(), v.node, v.at_ms))
+            .map(|v| (v.value.clone(), v.node, v.at_ms, v.user.clone()))
             .collect();
         seen.sort_by_key(|s| s.2);
         assert_eq!(seen[0].0, "Kazan");
         assert_eq!(seen[0].1, node_of_actor(&actor(1)));
+        assert_eq!(seen[0].3.as_deref(), Some("user-20"));
         assert_eq!(seen[1].0, "Omsk");
         assert_eq!(seen[1].1, node_of_actor(&actor(2)));
+        assert_eq!(seen[1].3.as_deref(), Some("user-30"));
         assert_eq!(view_a.conflicts.len(), 1, "different fields merge silently");
 
-        // The API shape: conflicts: {field: [{value, node, at}, ...]}.
+        // The API shape: conflicts: {field: [{value, node, at, user,
+        // login, display_name}, ...]}; the names are filled in when read.
         let json = super::super::view::to_json(&kind, &view_a);
         let shown = json["conflicts"]["city"]
             .as_array()
@@ -509,6 +521,11 @@ mod tests {
             assert!(entry["at"]
                 .as_str()
                 .is_some_and(|t| t.starts_with("1970-01-01T00:00:00.0")));
+            assert!(entry["user"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("user-")));
+            assert_eq!(entry["login"], serde_json::Value::Null);
+            assert_eq!(entry["display_name"], serde_json::Value::Null);
         }
         assert_eq!(json["region"], "Siberia");
         assert!(json["city"] == "Kazan" || json["city"] == "Omsk");

@@ -3,13 +3,14 @@
 
 use automerge::Automerge;
 use crm_schema::KindDef;
-use crm_sync::{node_of_actor, DocId};
+use crm_sync::node_of_actor;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::authors::Authors;
 use super::document::{read_deleted, read_field, At, DELETED};
 use super::value::format_datetime;
-use super::{stored_row, RecordError};
+use super::RecordError;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
@@ -99,29 +100,14 @@ pub fn history(doc: &Automerge, kind: &KindDef) -> Vec<HistoryEntry> {
 /// Fills in each history entry's login and display name from the users'
 /// records as they are now.
 pub(super) fn name_authors(
-    conn: &rusqlite::Connection,
-    users: &KindDef,
+    authors: &mut Authors<'_>,
     entries: &mut [HistoryEntry],
 ) -> Result<(), RecordError> {
-    let mut known: std::collections::HashMap<String, Option<Json>> = Default::default();
     for entry in entries {
         let Some(user) = &entry.user else { continue };
-        if !known.contains_key(user) {
-            let record = match user.parse::<DocId>() {
-                Ok(id) => match stored_row(conn, users, &id) {
-                    Ok((record, _)) => Some(record),
-                    Err(RecordError::NotFound { .. }) => None,
-                    Err(e) => return Err(e),
-                },
-                Err(_) => None,
-            };
-            known.insert(user.clone(), record);
-        }
-        if let Some(Some(record)) = known.get(user) {
-            let text = |key: &str| record[key].as_str().map(str::to_owned);
-            entry.login = text("login");
-            entry.display_name = text("display_name");
-        }
+        let names = authors.names(user)?;
+        entry.login = names.login;
+        entry.display_name = names.display_name;
     }
     Ok(())
 }

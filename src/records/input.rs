@@ -6,20 +6,30 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use super::checks::check_inn;
+use super::invalid::{ErrorCode, Invalid};
 use super::value::{default_value, parse_input, FieldValue};
 use super::view::META_KEYS;
 
+/// One refused field of a body, as a 422 lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
+    /// The rule the value broke; stable, for programs and translations.
+    pub code: ErrorCode,
+    /// What is wrong, in English, after the field's name.
     pub message: String,
+    /// The number the rule names (a length, a count), when it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 impl FieldError {
-    pub fn new(field: &str, message: impl Into<String>) -> FieldError {
+    pub fn new(field: &str, invalid: Invalid) -> FieldError {
         FieldError {
             field: field.to_owned(),
-            message: message.into(),
+            code: invalid.code,
+            message: invalid.message,
+            limit: invalid.limit,
         }
     }
 }
@@ -45,19 +55,22 @@ pub fn parse_body(
     let mut assignments = Assignments::new();
     for (key, value) in body {
         let Some(index) = kind.fields.iter().position(|f| f.name == *key) else {
-            let message = if META_KEYS.contains(&key.as_str()) {
-                "is read-only".to_owned()
+            let invalid = if META_KEYS.contains(&key.as_str()) {
+                Invalid::new(ErrorCode::ReadOnly, "is read-only")
             } else {
-                format!("is not a field of {}", kind.collection)
+                Invalid::new(
+                    ErrorCode::UnknownField,
+                    format!("is not a field of {}", kind.collection),
+                )
             };
-            errors.push(FieldError::new(key, message));
+            errors.push(FieldError::new(key, invalid));
             continue;
         };
         let field = &kind.fields[index];
         match parse_input(field, value) {
-            Ok(None) if field.required => errors.push(FieldError::new(key, "is required")),
+            Ok(None) if field.required => errors.push(FieldError::new(key, required())),
             Ok(parsed) => assignments.push((index, parsed)),
-            Err(message) => errors.push(FieldError::new(key, message)),
+            Err(invalid) => errors.push(FieldError::new(key, invalid)),
         }
     }
     if mode == Mode::Create {
@@ -67,7 +80,7 @@ pub fn parse_body(
             }
             match default_value(field) {
                 Some(value) => assignments.push((index, Some(value))),
-                None if field.required => errors.push(FieldError::new(&field.name, "is required")),
+                None if field.required => errors.push(FieldError::new(&field.name, required())),
                 None => {}
             }
         }
@@ -77,6 +90,10 @@ pub fn parse_body(
     } else {
         Err(errors)
     }
+}
+
+fn required() -> Invalid {
+    Invalid::new(ErrorCode::Required, "is required")
 }
 
 /// Rules that tie fields together, checked on the record as it would be
@@ -95,11 +112,13 @@ pub fn check_rules<'v>(
         };
         if let Some(FieldValue::Str(client_type)) = value_of("client_type") {
             if client_type != inn_kind.client_type() {
+                let digits = if client_type == "company" { 10 } else { 12 };
                 errors.push(FieldError::new(
                     &field.name,
-                    format!(
-                        "a {client_type}'s INN has {} digits",
-                        if client_type == "company" { 10 } else { 12 }
+                    Invalid::limited(
+                        ErrorCode::InnClientType,
+                        digits,
+                        format!("a {client_type}'s INN has {digits} digits"),
                     ),
                 ));
             }

@@ -3,12 +3,16 @@
 //! applies it through the store's single write path and answers reads from
 //! the projection tables. It knows nothing of HTTP.
 
+mod authors;
 mod checks;
+pub mod conflicts;
 pub mod csv_io;
+mod directory;
 pub mod document;
 pub mod history;
 /// Public so that the fuzz targets (`fuzz/`) can check bodies without HTTP.
 pub mod input;
+pub mod invalid;
 pub mod password;
 pub mod projection;
 pub mod query;
@@ -25,11 +29,15 @@ use crm_sync::{ChangeMeta, DocId, Store, StoreError, WriteTxn};
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value as Json};
 
+pub use conflicts::{ConflictedPage, ConflictedRecord};
+pub use directory::{NODES, NODE_ID, NODE_NAME};
 pub use history::HistoryEntry;
 pub use input::FieldError;
+pub use invalid::{ErrorCode, Invalid};
 pub use query::Page;
 pub use search::SearchHit;
 
+use authors::Authors;
 use document::{read_deleted, read_field, write_field, At};
 use input::{check_rules, parse_body, Assignments, Mode};
 use value::FieldValue;
@@ -61,6 +69,8 @@ pub enum RecordError {
     },
     #[error("{0}")]
     BadQuery(String),
+    #[error("{0} records are written by the nodes themselves, not through the API")]
+    SystemKind(String),
     #[error("internal: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -198,7 +208,17 @@ impl Records {
         body: Map<String, Json>,
         author: &Author,
     ) -> Result<Versioned, RecordError> {
-        let kind = self.kind(collection)?;
+        let kind = self.writable_kind(collection)?;
+        self.insert(kind, body, author).await
+    }
+
+    /// Creates a record of any kind, system kinds too.
+    async fn insert(
+        &self,
+        kind: KindDef,
+        body: Map<String, Json>,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
         let assignments = parse_off_runtime(&kind, body, Mode::Create).await?;
         let errors = check_rules(&kind, |name| assigned(&kind, &assignments, name).flatten());
         if !errors.is_empty() {
@@ -233,8 +253,9 @@ impl Records {
     pub async fn get(&self, collection: &str, id: &str) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
+        let schema = self.schema.clone();
         self.store
-            .read(move |conn| stored_json(conn, &kind, &id))
+            .read(move |conn| served(conn, &schema, stored_json(conn, &kind, &id)?))
             .await
             .map(Versioned::from_json)
     }
@@ -243,8 +264,9 @@ impl Records {
     pub async fn get_any(&self, collection: &str, id: &str) -> Result<Json, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
+        let schema = self.schema.clone();
         self.store
-            .read(move |conn| stored_json_any(conn, &kind, &id))
+            .read(move |conn| served(conn, &schema, stored_json_any(conn, &kind, &id)?))
             .await
     }
 
@@ -256,7 +278,19 @@ impl Records {
         if_match: Option<String>,
         author: &Author,
     ) -> Result<Versioned, RecordError> {
-        let kind = self.kind(collection)?;
+        let kind = self.writable_kind(collection)?;
+        self.change(kind, id, patch, if_match, author).await
+    }
+
+    /// Changes a record of any kind, system kinds too.
+    async fn change(
+        &self,
+        kind: KindDef,
+        id: &str,
+        patch: Map<String, Json>,
+        if_match: Option<String>,
+        author: &Author,
+    ) -> Result<Versioned, RecordError> {
         let id = Self::parse_id(id)?;
         let assignments = parse_off_runtime(&kind, patch, Mode::Patch).await?;
         let meta = author.meta();
@@ -290,7 +324,7 @@ impl Records {
                 txn.edit(&id, &meta, |tx| {
                     write_assignments(tx, &kind, &assignments, document::Target::Existing)
                 })?;
-                stored_json(txn.conn(), &kind, &id)
+                served(txn.conn(), &schema, stored_json(txn.conn(), &kind, &id)?)
             })
             .await
             .map(Versioned::from_json)
@@ -325,9 +359,10 @@ impl Records {
         deleted: bool,
         author: &Author,
     ) -> Result<Versioned, RecordError> {
-        let kind = self.kind(collection)?;
+        let kind = self.writable_kind(collection)?;
         let id = Self::parse_id(id)?;
         let meta = author.meta();
+        let schema = self.schema.clone();
         self.store
             .write(move |txn| {
                 let is_deleted = match txn.doc(&id)? {
@@ -360,7 +395,11 @@ impl Records {
                             .map_err(StoreError::from)
                     })?;
                 }
-                stored_json_any(txn.conn(), &kind, &id)
+                served(
+                    txn.conn(),
+                    &schema,
+                    stored_json_any(txn.conn(), &kind, &id)?,
+                )
             })
             .await
             .map(Versioned::from_json)
@@ -372,32 +411,33 @@ impl Records {
         params: Vec<(String, String)>,
     ) -> Result<Page, RecordError> {
         let kind = self.kind(collection)?;
+        let schema = self.schema.clone();
         self.store
-            .read(move |conn| query::list(conn, &kind, &params))
+            .read(move |conn| {
+                let mut page = query::list(conn, &kind, &params)?;
+                let mut authors = Authors::new(conn, schema.kind(USERS));
+                for &i in &page.conflicted {
+                    let mut record = parse_stored(page.items[i].get())?;
+                    authors.name_conflicts(&mut record)?;
+                    page.items[i] = serde_json::value::to_raw_value(&record)
+                        .map_err(|e| RecordError::Internal(format!("record JSON: {e}")))?;
+                }
+                Ok(page)
+            })
             .await
     }
 
-    /// The live records of `collection` whose fields have conflicting
-    /// values, most recently changed first.
+    /// The live records of every kind whose fields have conflicting
+    /// values, most recently changed first, a page of `limit` after
+    /// `cursor` (the `next_cursor` of the page before).
     pub async fn conflicted(
         &self,
-        collection: &str,
+        cursor: Option<String>,
         limit: usize,
-    ) -> Result<Vec<Json>, RecordError> {
-        let kind = self.kind(collection)?;
+    ) -> Result<ConflictedPage, RecordError> {
+        let schema = self.schema.clone();
         self.store
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT record FROM {} WHERE conflicted = 1 AND deleted = 0 ORDER BY updated_at DESC LIMIT ?1",
-                    projection::table(&kind)
-                ))?;
-                let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
-                let mut records = Vec::new();
-                for text in rows {
-                    records.push(parse_stored(&text?)?);
-                }
-                Ok(records)
-            })
+            .read(move |conn| conflicts::page(conn, &schema, cursor.as_deref(), limit))
             .await
     }
 
@@ -408,14 +448,13 @@ impl Records {
     ) -> Result<Vec<HistoryEntry>, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
-        let users = self.schema.kind(USERS).cloned();
+        let schema = self.schema.clone();
         self.store
             .read(move |conn| match crm_sync::load_doc(conn, &id)? {
                 Some((doc_kind, doc)) if doc_kind == kind.collection => {
                     let mut entries = history::history(&doc, &kind);
-                    if let Some(users) = &users {
-                        history::name_authors(conn, users, &mut entries)?;
-                    }
+                    let mut authors = Authors::new(conn, schema.kind(USERS));
+                    history::name_authors(&mut authors, &mut entries)?;
                     Ok(entries)
                 }
                 _ => Err(not_found(&kind, &id)),
@@ -479,7 +518,7 @@ impl Records {
         dry_run: bool,
         author: &Author,
     ) -> Result<u64, RecordError> {
-        let kind = self.kind(collection)?;
+        let kind = self.writable_kind(collection)?;
         let checked_kind = kind.clone();
         let started = std::time::Instant::now();
         let rows =
@@ -609,6 +648,15 @@ impl Records {
     pub fn kind_def(&self, collection: &str) -> Result<KindDef, RecordError> {
         self.kind(collection)
     }
+
+    /// A kind people may write: not a system kind.
+    fn writable_kind(&self, collection: &str) -> Result<KindDef, RecordError> {
+        let kind = self.kind(collection)?;
+        if kind.system {
+            return Err(RecordError::SystemKind(kind.collection));
+        }
+        Ok(kind)
+    }
 }
 
 /// Parses a body; hashing a password is slow, so a body that sets a
@@ -734,11 +782,17 @@ fn check_references(
             Some(0) => {}
             Some(_) => errors.push(FieldError::new(
                 &field.name,
-                format!("{target} record {target_id} is deleted"),
+                Invalid::new(
+                    ErrorCode::ReferenceDeleted,
+                    format!("{target} record {target_id} is deleted"),
+                ),
             )),
             None => errors.push(FieldError::new(
                 &field.name,
-                format!("no {target} record has id {target_id}"),
+                Invalid::new(
+                    ErrorCode::ReferenceMissing,
+                    format!("no {target} record has id {target_id}"),
+                ),
             )),
         }
     }
@@ -747,6 +801,16 @@ fn check_references(
     } else {
         Err(RecordError::Invalid(errors))
     }
+}
+
+/// A record as served: the authors of its conflicting values named.
+fn served(
+    conn: &rusqlite::Connection,
+    schema: &Schema,
+    mut record: Json,
+) -> Result<Json, RecordError> {
+    Authors::new(conn, schema.kind(USERS)).name_conflicts(&mut record)?;
+    Ok(record)
 }
 
 /// A record's JSON as the projection stores it.

@@ -43,6 +43,10 @@ pub fn set_fields(kind: &KindDef) -> impl Iterator<Item = &FieldDef> {
         .filter(|f| f.indexed && f.ty == FieldType::Set)
 }
 
+/// What the stored record JSON holds beyond the fields; bumped when that
+/// changes, which rebuilds every projection once at start-up.
+const RECORD_JSON_SHAPE: &str = "record JSON 2: conflicting values carry their user";
+
 /// The DDL of a kind's projection; also its fingerprint: when it changes,
 /// the projection is rebuilt.
 pub fn ddl(kind: &KindDef) -> String {
@@ -57,7 +61,12 @@ pub fn ddl(kind: &KindDef) -> String {
         "record TEXT NOT NULL".to_owned(),
     ];
     columns.extend(column_fields(kind).map(|f| format!("{} {}", column(f), sql_type(f))));
-    let mut sql = format!("CREATE TABLE {t} (\n    {}\n);\n", columns.join(",\n    "));
+    // The first line names the shape of the served JSON, so that a change
+    // of it (conflicting values naming their user) rebuilds the rows too.
+    let mut sql = format!(
+        "-- {RECORD_JSON_SHAPE}\nCREATE TABLE {t} (\n    {}\n);\n",
+        columns.join(",\n    ")
+    );
     for col in ["created_at", "updated_at"] {
         sql.push_str(&format!(
             "CREATE INDEX {t}_{col} ON {t} (deleted, {col}, id);\n"
@@ -326,7 +335,8 @@ impl RecordProjector {
                 _ => Vec::new(),
             })
             .collect();
-        let search = (!record.deleted).then(|| search_text(kind, &record));
+        // A system kind (the directory of nodes) is not what people search.
+        let search = (!record.deleted && !kind.system).then(|| search_text(kind, &record));
         Some(RecordRows {
             statements,
             kind: kind.collection.clone(),

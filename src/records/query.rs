@@ -40,7 +40,9 @@ impl Target<'_> {
     fn operand(&self, raw: &str, prefix: bool) -> Result<SqlValue, String> {
         match self {
             Target::Field(f) => filter_operand(f, raw, prefix),
-            Target::Meta(_) => Ok(SqlValue::Integer(parse_datetime(raw)?)),
+            Target::Meta(_) => Ok(SqlValue::Integer(
+                parse_datetime(raw).map_err(|e| e.message)?,
+            )),
         }
     }
 
@@ -64,6 +66,9 @@ fn target<'k>(kind: &'k KindDef, name: &str) -> Option<Target<'k>> {
 pub struct Page {
     pub items: Vec<Box<RawValue>>,
     pub next_cursor: Option<String>,
+    /// Which items hold conflicting values (indexes into `items`): their
+    /// authors are named before the page is served.
+    pub conflicted: Vec<usize>,
 }
 
 impl Page {
@@ -286,7 +291,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
             format!("{p}id {dir}")
         };
         format!(
-            "SELECT record, {sort_col}, updated_at, id FROM {t} WHERE {} ORDER BY {p}{sort_col} {dir}, {ties} LIMIT {}",
+            "SELECT record, {sort_col}, updated_at, id, conflicted FROM {t} WHERE {} ORDER BY {p}{sort_col} {dir}, {ties} LIMIT {}",
             conds.join(" AND "),
             limit + 1
         )
@@ -375,6 +380,7 @@ pub fn list(
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params_from_iter(plan.args))?;
     let mut items = Vec::with_capacity(plan.limit);
+    let mut conflicted = Vec::new();
     let mut last = None;
     let mut more = false;
     while let Some(row) = rows.next()? {
@@ -387,6 +393,9 @@ pub fn list(
             row.get::<_, i64>(2)?,
             row.get::<_, String>(3)?,
         ));
+        if row.get::<_, bool>(4)? {
+            conflicted.push(items.len());
+        }
         items.push(select_fields(row.get(0)?, plan.fields.as_deref())?);
     }
     let next_cursor = match last {
@@ -403,7 +412,11 @@ pub fn list(
         }
         _ => None,
     };
-    Ok(Page { items, next_cursor })
+    Ok(Page {
+        items,
+        next_cursor,
+        conflicted,
+    })
 }
 
 fn select_fields(record: String, fields: Option<&[String]>) -> Result<Box<RawValue>, RecordError> {

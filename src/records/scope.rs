@@ -11,6 +11,8 @@
 //!   points to (a contact person follows its client);
 //! - or a record inside the scope by its own fields references it (a deal's
 //!   client comes with the deal).
+//!
+//! System kinds (the directory of nodes) are inside every scope, whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -170,6 +172,9 @@ impl PeerScope {
                 .collect::<Result<_, _>>()?,
             None => schema.kinds().iter().collect(),
         };
+        // System kinds (the directory of nodes) hold no customer data and
+        // every node needs them: every scope takes them whole.
+        let kinds: Vec<&KindDef> = kinds.into_iter().filter(|k| !k.system).collect();
         let mut conditions: BTreeMap<String, Vec<Condition<'_>>> = BTreeMap::new();
         for kind in kinds.iter().filter(|k| spec.filters(&k.collection)) {
             let mut list = Vec::new();
@@ -207,6 +212,13 @@ impl PeerScope {
                     .then(|| kind_rule(kind, &kinds, &conditions));
                 (kind.collection.clone(), rule)
             })
+            .chain(
+                schema
+                    .kinds()
+                    .iter()
+                    .filter(|k| k.system)
+                    .map(|k| (k.collection.clone(), None)),
+            )
             .collect();
         Ok(PeerScope {
             schema: schema.clone(),
@@ -404,7 +416,10 @@ mod tests {
         let contacts_only =
             ScopeSpec::from_args(Some("contacts"), &["manager=ivanov".into()], None)
                 .expect("parses");
-        assert!(PeerScope::new(schema(), contacts_only).is_ok());
+        let contacts_only = PeerScope::new(schema(), contacts_only).expect("a valid scope");
+        // The directory of nodes comes whole with any scope; users do not.
+        assert!(matches!(contacts_only.rules.get("nodes"), Some(None)));
+        assert!(!contacts_only.rules.contains_key("users"));
         for (kinds, filters, expected) in [
             (Some("clients,nope"), vec![], "unknown kind"),
             (None, vec!["manager".to_owned()], "is not `field=value`"),

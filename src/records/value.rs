@@ -8,6 +8,7 @@ use crm_schema::{Check, DefaultValue, FieldDef, FieldType};
 use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value as Json};
 
+use super::invalid::{ErrorCode, Invalid};
 use super::{checks, password};
 
 /// Most members a set field may hold.
@@ -35,22 +36,33 @@ pub enum FieldValue {
 
 /// Parses the JSON given for `field`. `Ok(None)` means "no value" (JSON
 /// `null`, or an empty string for string-like fields).
-pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>, String> {
+pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>, Invalid> {
     if input.is_null() {
         return Ok(None);
     }
     let max_len = field.max_len.unwrap_or(DEFAULT_MAX_LEN);
-    let text = |json: &Json| -> Result<Option<String>, String> {
-        let s = json.as_str().ok_or("must be a string")?;
+    let not_string = || Invalid::new(ErrorCode::String, "must be a string");
+    let too_long = || {
+        Invalid::limited(
+            ErrorCode::TooLong,
+            max_len,
+            format!("must be at most {max_len} characters"),
+        )
+    };
+    let text = |json: &Json| -> Result<Option<String>, Invalid> {
+        let s = json.as_str().ok_or_else(not_string)?;
         let s = s.trim();
         if s.is_empty() {
             return Ok(None);
         }
         if s.chars().count() > max_len {
-            return Err(format!("must be at most {max_len} characters"));
+            return Err(too_long());
         }
         if s.chars().any(char::is_control) {
-            return Err("must be one line without control characters".into());
+            return Err(Invalid::new(
+                ErrorCode::ControlCharacters,
+                "must be one line without control characters",
+            ));
         }
         Ok(Some(s.to_owned()))
     };
@@ -65,14 +77,17 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
             }
         },
         FieldType::Text => {
-            let s = input.as_str().ok_or("must be a string")?;
+            let s = input.as_str().ok_or_else(not_string)?;
             if s.chars().count() > max_len {
-                return Err(format!("must be at most {max_len} characters"));
+                return Err(too_long());
             }
             if s.chars()
                 .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
             {
-                return Err("must not contain control characters".into());
+                return Err(Invalid::new(
+                    ErrorCode::ControlCharacters,
+                    "must not contain control characters",
+                ));
             }
             if s.trim().is_empty() {
                 return Ok(None);
@@ -82,55 +97,102 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
         FieldType::Email => match text(input)? {
             None => return Ok(None),
             Some(s) if checks::is_valid_email(&s) => FieldValue::Str(s),
-            Some(_) => return Err("is not a valid e-mail address".into()),
+            Some(_) => {
+                return Err(Invalid::new(
+                    ErrorCode::Email,
+                    "is not a valid e-mail address",
+                ))
+            }
         },
         FieldType::Phone => match text(input)? {
             None => return Ok(None),
             Some(s) if checks::normalize_phone(&s).is_some() => FieldValue::Str(s),
-            Some(_) => return Err("is not a valid phone number".into()),
+            Some(_) => {
+                return Err(Invalid::new(
+                    ErrorCode::Phone,
+                    "is not a valid phone number",
+                ))
+            }
         },
         FieldType::Enum => {
-            let s = input.as_str().ok_or("must be a string")?;
+            let s = input.as_str().ok_or_else(not_string)?;
             if !field.values.iter().any(|v| v == s) {
-                return Err(format!("must be one of: {}", field.values.join(", ")));
+                return Err(Invalid::new(
+                    ErrorCode::Choice,
+                    format!("must be one of: {}", field.values.join(", ")),
+                ));
             }
             FieldValue::Str(s.to_owned())
         }
         FieldType::Reference => {
-            let s = input.as_str().ok_or("must be a record id (string)")?;
-            s.parse::<crm_sync::DocId>().map_err(|e| e.to_string())?;
+            let reference = |message: String| Invalid::new(ErrorCode::Reference, message);
+            let s = input
+                .as_str()
+                .ok_or_else(|| reference("must be a record id (string)".to_owned()))?;
+            s.parse::<crm_sync::DocId>()
+                .map_err(|e| reference(e.to_string()))?;
             FieldValue::Str(s.to_owned())
         }
-        FieldType::Integer => FieldValue::Int(input.as_i64().ok_or("must be an integer")?),
-        FieldType::Bool => FieldValue::Bool(input.as_bool().ok_or("must be true or false")?),
-        FieldType::Date => {
-            FieldValue::Date(parse_date(input.as_str().ok_or("must be a date string")?)?)
+        FieldType::Integer => FieldValue::Int(
+            input
+                .as_i64()
+                .ok_or_else(|| Invalid::new(ErrorCode::Integer, "must be an integer"))?,
+        ),
+        FieldType::Bool => FieldValue::Bool(
+            input
+                .as_bool()
+                .ok_or_else(|| Invalid::new(ErrorCode::Bool, "must be true or false"))?,
+        ),
+        FieldType::Date => FieldValue::Date(parse_date(input.as_str().ok_or_else(bad_date)?)?),
+        FieldType::Datetime => {
+            FieldValue::DateTime(parse_datetime(input.as_str().ok_or_else(bad_datetime)?)?)
         }
-        FieldType::Datetime => FieldValue::DateTime(parse_datetime(
-            input.as_str().ok_or("must be a date-time string")?,
-        )?),
         FieldType::Money => parse_money(input)?,
         FieldType::Password => {
-            let s = input.as_str().ok_or("must be a string")?;
+            let s = input.as_str().ok_or_else(not_string)?;
             let length = s.chars().count();
             if length < password::MIN_LEN {
-                return Err(format!("must be at least {} characters", password::MIN_LEN));
+                return Err(Invalid::limited(
+                    ErrorCode::TooShort,
+                    password::MIN_LEN,
+                    format!("must be at least {} characters", password::MIN_LEN),
+                ));
             }
             if length > max_len {
-                return Err(format!("must be at most {max_len} characters"));
+                return Err(too_long());
             }
-            FieldValue::Str(password::hash(s).map_err(|e| e.to_string())?)
+            FieldValue::Str(password::hash(s).map_err(|e| {
+                tracing::error!(error = %e, "hashing a password failed");
+                Invalid::new(ErrorCode::Internal, e.to_string())
+            })?)
         }
         FieldType::Set => {
-            let items = input.as_array().ok_or("must be an array of strings")?;
+            let not_set = || Invalid::new(ErrorCode::Set, "must be an array of strings");
+            let items = input.as_array().ok_or_else(not_set)?;
             if items.len() > MAX_SET_MEMBERS {
-                return Err(format!("must have at most {MAX_SET_MEMBERS} members"));
+                return Err(Invalid::limited(
+                    ErrorCode::TooMany,
+                    MAX_SET_MEMBERS,
+                    format!("must have at most {MAX_SET_MEMBERS} members"),
+                ));
             }
             let mut set = BTreeSet::new();
             for item in items {
-                match text(item)? {
+                let member = match text(item) {
+                    Err(Invalid {
+                        code: ErrorCode::String,
+                        ..
+                    }) => None,
+                    other => other?,
+                };
+                match member {
                     Some(s) => set.insert(s),
-                    None => return Err("members must be non-empty strings".into()),
+                    None => {
+                        return Err(Invalid::new(
+                            ErrorCode::SetMember,
+                            "members must be non-empty strings",
+                        ))
+                    }
                 };
             }
             FieldValue::Set(set)
@@ -139,19 +201,29 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
     Ok(Some(value))
 }
 
-pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| "must be a date YYYY-MM-DD".to_owned())?;
+fn bad_date() -> Invalid {
+    Invalid::new(ErrorCode::Date, "must be a date YYYY-MM-DD")
+}
+
+fn bad_datetime() -> Invalid {
+    Invalid::new(
+        ErrorCode::Datetime,
+        "must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z",
+    )
+}
+
+pub fn parse_date(s: &str) -> Result<NaiveDate, Invalid> {
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad_date())?;
     // Only the form a date is shown in: chrono also reads signed years, so
     // "-999-01-01" would be stored, shown as "-0999-01-01" and then refused
     // when a client sends the record back.
     if s.len() != 10 || date.format("%Y-%m-%d").to_string() != s {
-        return Err("must be a date YYYY-MM-DD".into());
+        return Err(bad_date());
     }
     Ok(date)
 }
 
-pub fn parse_datetime(s: &str) -> Result<i64, String> {
+pub fn parse_datetime(s: &str) -> Result<i64, Invalid> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         // An instant is shown in UTC, and an offset can move one at the edge
@@ -159,19 +231,33 @@ pub fn parse_datetime(s: &str) -> Result<i64, String> {
         // stored and then refused when a client sends the record back.
         .filter(|t| (0..=9999).contains(&t.to_utc().year()))
         .map(|t| t.timestamp_millis())
-        .ok_or_else(|| "must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z".to_owned())
+        .ok_or_else(bad_datetime)
 }
 
-fn parse_money(input: &Json) -> Result<FieldValue, String> {
-    const SHAPE: &str = "must be {\"minor\": integer, \"currency\": \"RUB\"}";
-    let object = input.as_object().ok_or(SHAPE)?;
+fn parse_money(input: &Json) -> Result<FieldValue, Invalid> {
+    let shape = || {
+        Invalid::new(
+            ErrorCode::Money,
+            "must be {\"minor\": integer, \"currency\": \"RUB\"}",
+        )
+    };
+    let object = input.as_object().ok_or_else(shape)?;
     if object.keys().any(|k| k != "minor" && k != "currency") {
-        return Err(SHAPE.into());
+        return Err(shape());
     }
-    let minor = object.get("minor").and_then(Json::as_i64).ok_or(SHAPE)?;
-    let currency = object.get("currency").and_then(Json::as_str).ok_or(SHAPE)?;
+    let minor = object
+        .get("minor")
+        .and_then(Json::as_i64)
+        .ok_or_else(shape)?;
+    let currency = object
+        .get("currency")
+        .and_then(Json::as_str)
+        .ok_or_else(shape)?;
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err("currency must be an ISO 4217 code such as RUB".into());
+        return Err(Invalid::new(
+            ErrorCode::Currency,
+            "currency must be an ISO 4217 code such as RUB",
+        ));
     }
     Ok(FieldValue::Money {
         minor,
@@ -266,8 +352,13 @@ pub fn filter_operand(field: &FieldDef, raw: &str, prefix: bool) -> Result<SqlVa
             "false" => SqlValue::Integer(0),
             _ => return Err("must be true or false".into()),
         },
-        FieldType::Date => SqlValue::Text(parse_date(raw)?.format("%Y-%m-%d").to_string()),
-        FieldType::Datetime => SqlValue::Integer(parse_datetime(raw)?),
+        FieldType::Date => SqlValue::Text(
+            parse_date(raw)
+                .map_err(|e| e.message)?
+                .format("%Y-%m-%d")
+                .to_string(),
+        ),
+        FieldType::Datetime => SqlValue::Integer(parse_datetime(raw).map_err(|e| e.message)?),
         FieldType::Password => return Err("cannot be filtered on".into()),
     })
 }
@@ -284,8 +375,9 @@ mod tests {
         kind.fields[0].clone()
     }
 
-    /// A declaration, an input, and the expected outcome (`Err(())`: refused).
-    type Case = (&'static str, Json, Result<Option<FieldValue>, ()>);
+    /// A declaration, an input, and the expected outcome (`Err(code)`:
+    /// refused by the rule `code`).
+    type Case = (&'static str, Json, Result<Option<FieldValue>, ErrorCode>);
 
     #[test]
     fn input_table() {
@@ -295,10 +387,18 @@ mod tests {
                 json!("abc"),
                 Ok(Some(FieldValue::Str("abc".into()))),
             ),
-            ("type = \"string\"\nmax_len = 3", json!("abcd"), Err(())),
+            (
+                "type = \"string\"\nmax_len = 3",
+                json!("abcd"),
+                Err(ErrorCode::TooLong),
+            ),
             ("type = \"string\"", json!("  "), Ok(None)),
-            ("type = \"string\"", json!(5), Err(())),
-            ("type = \"string\"", json!("a\u{0}b"), Err(())),
+            ("type = \"string\"", json!(5), Err(ErrorCode::String)),
+            (
+                "type = \"string\"",
+                json!("a\u{0}b"),
+                Err(ErrorCode::ControlCharacters),
+            ),
             (
                 "type = \"string\"\ncheck = \"inn\"",
                 json!("7707083893"),
@@ -307,21 +407,25 @@ mod tests {
             (
                 "type = \"string\"\ncheck = \"inn\"",
                 json!("7707083890"),
-                Err(()),
+                Err(ErrorCode::InnChecksum),
             ),
             ("type = \"integer\"", json!(7), Ok(Some(FieldValue::Int(7)))),
-            ("type = \"integer\"", json!(7.5), Err(())),
-            ("type = \"integer\"", json!("7"), Err(())),
+            ("type = \"integer\"", json!(7.5), Err(ErrorCode::Integer)),
+            ("type = \"integer\"", json!("7"), Err(ErrorCode::Integer)),
             (
                 "type = \"bool\"",
                 json!(true),
                 Ok(Some(FieldValue::Bool(true))),
             ),
-            ("type = \"enum\"\nvalues = [\"a\"]", json!("b"), Err(())),
-            ("type = \"date\"", json!("2026-02-30"), Err(())),
+            (
+                "type = \"enum\"\nvalues = [\"a\"]",
+                json!("b"),
+                Err(ErrorCode::Choice),
+            ),
+            ("type = \"date\"", json!("2026-02-30"), Err(ErrorCode::Date)),
             // Signed years read by chrono but not shown the same way.
-            ("type = \"date\"", json!("-999-01-01"), Err(())),
-            ("type = \"date\"", json!("+999-01-01"), Err(())),
+            ("type = \"date\"", json!("-999-01-01"), Err(ErrorCode::Date)),
+            ("type = \"date\"", json!("+999-01-01"), Err(ErrorCode::Date)),
             (
                 "type = \"date\"",
                 json!("2026-02-28"),
@@ -336,12 +440,12 @@ mod tests {
             (
                 "type = \"datetime\"",
                 json!("0000-01-01T00:30:00+01:00"),
-                Err(()),
+                Err(ErrorCode::Datetime),
             ),
             (
                 "type = \"datetime\"",
                 json!("9999-12-31T23:30:00-01:00"),
-                Err(()),
+                Err(ErrorCode::Datetime),
             ),
             (
                 "type = \"money\"",
@@ -354,9 +458,13 @@ mod tests {
             (
                 "type = \"money\"",
                 json!({"minor": 150, "currency": "rub"}),
-                Err(()),
+                Err(ErrorCode::Currency),
             ),
-            ("type = \"money\"", json!({"minor": 150}), Err(())),
+            (
+                "type = \"money\"",
+                json!({"minor": 150}),
+                Err(ErrorCode::Money),
+            ),
             (
                 "type = \"set\"",
                 json!(["b", "a", "b"]),
@@ -364,24 +472,52 @@ mod tests {
                     ["a".to_owned(), "b".to_owned()].into(),
                 ))),
             ),
-            ("type = \"set\"", json!(["a", 1]), Err(())),
-            ("type = \"email\"", json!("x@y"), Err(())),
+            ("type = \"set\"", json!(["a", 1]), Err(ErrorCode::SetMember)),
+            ("type = \"email\"", json!("x@y"), Err(ErrorCode::Email)),
             (
                 "type = \"phone\"",
                 json!("+7 912 345-67-89"),
                 Ok(Some(FieldValue::Str("+7 912 345-67-89".into()))),
             ),
-            ("type = \"phone\"", json!("123"), Err(())),
-            ("type = \"reference\"\nto = \"t\"", json!("nope"), Err(())),
+            ("type = \"phone\"", json!("123"), Err(ErrorCode::Phone)),
+            (
+                "type = \"reference\"\nto = \"t\"",
+                json!("nope"),
+                Err(ErrorCode::Reference),
+            ),
             (
                 "type = \"text\"",
                 json!("line one\nline two"),
                 Ok(Some(FieldValue::Text("line one\nline two".into()))),
             ),
             ("type = \"string\"", Json::Null, Ok(None)),
+            ("type = \"bool\"", json!("yes"), Err(ErrorCode::Bool)),
+            ("type = \"set\"", json!("a"), Err(ErrorCode::Set)),
+            ("type = \"set\"", json!([""]), Err(ErrorCode::SetMember)),
+            (
+                "type = \"set\"",
+                Json::Array((0..101).map(|i| json!(i.to_string())).collect()),
+                Err(ErrorCode::TooMany),
+            ),
+            (
+                "type = \"text\"",
+                json!("a\u{7}"),
+                Err(ErrorCode::ControlCharacters),
+            ),
+            (
+                "type = \"password\"",
+                json!("short"),
+                Err(ErrorCode::TooShort),
+            ),
+            (
+                "type = \"string\"\ncheck = \"inn\"",
+                json!("12345"),
+                Err(ErrorCode::InnLength),
+            ),
+            ("type = \"date\"", json!(20260101), Err(ErrorCode::Date)),
         ];
         for (decl, input, expected) in cases {
-            let got = parse_input(&field(decl), input).map_err(|_| ());
+            let got = parse_input(&field(decl), input).map_err(|e| e.code);
             assert_eq!(&got, expected, "{decl} <- {input}");
         }
     }

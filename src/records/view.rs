@@ -43,10 +43,17 @@ pub fn to_json(kind: &KindDef, record: &RecordView) -> Json {
                 let values = values
                     .iter()
                     .map(|v| {
+                        // The user's names are not the document's: they are
+                        // filled in from the users' records when read
+                        // (`authors`), so the stored JSON stays a function
+                        // of the document.
                         json!({
                             "value": v.value,
                             "node": v.node.map(|n| n.to_string()),
                             "at": format_datetime(v.at_ms),
+                            "user": v.user,
+                            "login": null,
+                            "display_name": null,
                         })
                     })
                     .collect();

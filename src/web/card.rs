@@ -1,8 +1,11 @@
-//! The card of a client or a contact person: every field in one form (edit
-//! in place, each refused value's message next to its field), conflicting
-//! values from other offices with a choice between them, delete and
-//! restore, and the history of changes; a client's card also lists its
-//! contact persons with a form to add one, a contact's links its client.
+//! The card of a record: every field in one form (edit in place, each
+//! refused value's message next to its field), conflicting values from
+//! other offices (with who wrote each, where and when) and a choice
+//! between them, delete and restore, and the history of changes. Clients
+//! and contact persons have cards of their own (a client's lists its
+//! contact persons with a form to add one, a contact's links its client);
+//! every other kind (users, the directory of nodes, a kinds folder's) has
+//! the same card at `/records/<collection>/<id>`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,29 +36,81 @@ const CONTACT_COLUMNS: &[&str] = &["position", "phone", "email"];
 /// Contacts shown on a card.
 const CONTACTS_SHOWN: &str = "100";
 
-/// The kinds that have a card; each route of a card carries its kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which card a record has; each route of a card carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardKind {
     Client,
     Contact,
+    /// Any other kind, by its collection: the generic card.
+    Other(String),
 }
 
-impl CardKind {
-    pub const ALL: [CardKind; 2] = [CardKind::Client, CardKind::Contact];
+/// Where the cards of kinds without pages of their own live.
+const OTHER_CARDS: &str = "/records";
 
-    pub fn collection(self) -> &'static str {
-        match self {
-            CardKind::Client => CLIENTS,
-            CardKind::Contact => CONTACTS,
+impl CardKind {
+    /// The kinds with pages of their own.
+    pub const OWN: [CardKind; 2] = [CardKind::Client, CardKind::Contact];
+
+    /// The card of a record of `collection`.
+    pub fn of(collection: &str) -> CardKind {
+        match collection {
+            CLIENTS => CardKind::Client,
+            CONTACTS => CardKind::Contact,
+            other => CardKind::Other(other.to_owned()),
         }
     }
 
-    /// What the card is called: a client's name, a person's full name.
-    pub fn title(self, record: &Json) -> String {
+    pub fn collection(&self) -> &str {
+        match self {
+            CardKind::Client => CLIENTS,
+            CardKind::Contact => CONTACTS,
+            CardKind::Other(collection) => collection,
+        }
+    }
+
+    /// The path the cards of this kind start with.
+    pub fn base(&self) -> String {
+        match self {
+            CardKind::Other(collection) => format!("{OTHER_CARDS}/{collection}"),
+            own => format!("/{}", own.collection()),
+        }
+    }
+
+    /// The card of record `id`.
+    pub fn path(&self, id: &str) -> String {
+        format!("{}/{id}", self.base())
+    }
+
+    /// What the card is called: a client's name, a person's full name,
+    /// else the kind's title fields.
+    pub fn title(&self, kind: &KindDef, record: &Json) -> String {
         match self {
             CardKind::Client => record["name"].as_str().unwrap_or_default().to_owned(),
             CardKind::Contact => person_name(record),
+            CardKind::Other(_) => record_title(kind, record),
         }
+    }
+}
+
+/// A record's title fields joined, as search shows it; its id when they
+/// are empty.
+pub fn record_title(kind: &KindDef, record: &Json) -> String {
+    let title = kind
+        .title
+        .iter()
+        .filter_map(|name| match &record[name.as_str()] {
+            Json::Null => None,
+            Json::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if title.is_empty() {
+        record["id"].as_str().unwrap_or_default().to_owned()
+    } else {
+        title
     }
 }
 
@@ -82,11 +137,8 @@ struct Card {
 impl Card {
     /// The card's own path.
     fn path(&self) -> String {
-        format!(
-            "/{}/{}",
-            self.which.collection(),
-            self.record["id"].as_str().unwrap_or_default()
-        )
+        self.which
+            .path(self.record["id"].as_str().unwrap_or_default())
     }
 }
 
@@ -101,7 +153,7 @@ struct Outcome<'a> {
     contact_values: Option<Json>,
 }
 
-async fn load(state: &AppState, ctx: &Ctx, which: CardKind, id: &str) -> Result<Card, WebError> {
+async fn load(state: &AppState, ctx: &Ctx, which: &CardKind, id: &str) -> Result<Card, WebError> {
     let user = ctx.user()?;
     let collection = which.collection();
     let records = &state.records;
@@ -125,19 +177,23 @@ async fn load(state: &AppState, ctx: &Ctx, which: CardKind, id: &str) -> Result<
             let client = record[CLIENT_REF].as_str().unwrap_or_default();
             (Vec::new(), records.get_any(CLIENTS, client).await.ok())
         }
+        CardKind::Other(_) => (Vec::new(), None),
     };
+    let kind = records.kind_def(collection)?;
     let mut history = records.history(collection, id).await?;
     history.reverse();
     Ok(Card {
-        which,
-        kind: records.kind_def(collection)?,
+        which: which.clone(),
+        // The nodes write their own system records.
+        may_edit: !kind.system
+            && access::modify_record(records, user, collection, id)
+                .await
+                .is_ok(),
+        kind,
         contacts_kind: records.kind_def(CONTACTS)?,
         record,
         etag,
         deleted,
-        may_edit: access::modify_record(records, user, collection, id)
-            .await
-            .is_ok(),
         may_add_contact: access::create(user, CONTACTS).is_ok(),
         contacts,
         client,
@@ -153,13 +209,13 @@ pub async fn card(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     access::read(ctx.user()?)?;
-    let card = load(&state, &ctx, which, &id).await?;
+    let card = load(&state, &ctx, &which, &id).await?;
     Ok(render(&ctx, &card, Outcome::default()).into_response())
 }
 
 fn render(ctx: &Ctx, card: &Card, outcome: Outcome) -> Markup {
     let id = card.record["id"].as_str().unwrap_or_default();
-    let name = card.which.title(&card.record);
+    let name = card.which.title(&card.kind, &card.record);
     let base = card.path();
     let shown = outcome.values.as_ref().unwrap_or(&card.record);
     let body = html! {
@@ -246,7 +302,9 @@ fn conflicts(ctx: &Ctx, card: &Card) -> Markup {
                                 input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
                                 button type="submit" {
                                     (display(ctx.lang, &card.kind, field, &value["value"]))
-                                    span.muted { " · " (card.offices.name(value["node"].as_str())) " · "
+                                    span.muted { " — "
+                                        span.conflict-office { (card.offices.name(value["node"].as_str())) } ", "
+                                        span.conflict-user { (conflict_author(ctx, value)) } ", "
                                         time datetime=(value["at"].as_str().unwrap_or_default()) { (ctx.lang.datetime(value["at"].as_str().unwrap_or_default())) } }
                                 }
                             }
@@ -255,6 +313,19 @@ fn conflicts(ctx: &Ctx, card: &Card) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// Who wrote a conflicting value: their name, else login, else id (the
+/// node itself for what it wrote before any user existed).
+fn conflict_author<'v>(ctx: &'v Ctx, value: &'v Json) -> &'v str {
+    match value["user"].as_str() {
+        Some("system") => ctx.t("app.system"),
+        user => value["display_name"]
+            .as_str()
+            .or(value["login"].as_str())
+            .or(user)
+            .unwrap_or_default(),
     }
 }
 
@@ -323,7 +394,7 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
                     @for (i, entry) in card.history.iter().enumerate() {
                         tr {
                             td { time datetime=(entry.at) { (ctx.lang.datetime(&entry.at)) } }
-                            td { (entry.display_name.as_deref().or(entry.login.as_deref()).or(entry.user.as_deref()).unwrap_or_default()) }
+                            td { (history_author(ctx, entry)) }
                             td { (card.offices.name(entry.node.as_deref())) }
                             td {
                                 @if i + 1 == card.history.len() {
@@ -354,11 +425,24 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
     }
 }
 
-/// The signed-in user, if their role lets them change client `id`.
+/// Who made a change, as the history shows it.
+pub fn history_author<'e>(ctx: &'e Ctx, entry: &'e HistoryEntry) -> &'e str {
+    match entry.user.as_deref() {
+        Some("system") => ctx.t("app.system"),
+        user => entry
+            .display_name
+            .as_deref()
+            .or(entry.login.as_deref())
+            .or(user)
+            .unwrap_or_default(),
+    }
+}
+
+/// The signed-in user, if their role lets them change record `id`.
 async fn may_modify<'c>(
     state: &AppState,
     ctx: &'c Ctx,
-    which: CardKind,
+    which: &CardKind,
     id: &str,
 ) -> Result<&'c Principal, WebError> {
     let user = ctx.user()?;
@@ -366,8 +450,8 @@ async fn may_modify<'c>(
     Ok(user)
 }
 
-fn back_to(which: CardKind, id: &str) -> Response {
-    Redirect::to(&format!("/{}/{id}", which.collection())).into_response()
+fn back_to(which: &CardKind, id: &str) -> Response {
+    Redirect::to(&which.path(id)).into_response()
 }
 
 /// `POST /clients/{id}`: saves the fields that changed, if the record is
@@ -379,11 +463,11 @@ pub async fn update(
     Path(id): Path<String>,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, which, &id).await?;
-    let card = load(&state, &ctx, which, &id).await?;
-    let patch = fields::patch(&card.kind, &form, &card.record);
+    let user = may_modify(&state, &ctx, &which, &id).await?;
+    let card = load(&state, &ctx, &which, &id).await?;
+    let patch = fields::patch(ctx.lang, &card.kind, &form, &card.record);
     if patch.is_empty() {
-        return Ok(back_to(which, &id));
+        return Ok(back_to(&which, &id));
     }
     let version = Some(form.get("_version").to_owned()).filter(|v| !v.is_empty());
     match state
@@ -391,7 +475,7 @@ pub async fn update(
         .update(which.collection(), &id, patch, version, &user.author())
         .await
     {
-        Ok(_) => Ok(back_to(which, &id)),
+        Ok(_) => Ok(back_to(&which, &id)),
         Err(RecordError::Invalid(errors)) => {
             let outcome = Outcome {
                 errors: &errors,
@@ -405,7 +489,7 @@ pub async fn update(
                 .into_response())
         }
         Err(RecordError::VersionMismatch) => {
-            let card = load(&state, &ctx, which, &id).await?;
+            let card = load(&state, &ctx, &which, &id).await?;
             let outcome = Outcome {
                 notice: Some("app.stale"),
                 ..Outcome::default()
@@ -425,19 +509,22 @@ pub async fn resolve(
     Path(id): Path<String>,
     form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, which, &id).await?;
+    let user = may_modify(&state, &ctx, &which, &id).await?;
     let kind = state.records.kind_def(which.collection())?;
     let field = form.get("field");
     let Some(def) = kind.field(field).filter(|f| editable(f)) else {
         return Err(WebError::new(StatusCode::BAD_REQUEST, "app.error"));
     };
     let mut patch = Map::new();
-    patch.insert(def.name.clone(), fields::parse(def, form.get("value")));
+    patch.insert(
+        def.name.clone(),
+        fields::parse(ctx.lang, def, form.get("value")),
+    );
     state
         .records
         .update(which.collection(), &id, patch, None, &user.author())
         .await?;
-    Ok(back_to(which, &id))
+    Ok(back_to(&which, &id))
 }
 
 pub async fn delete(
@@ -447,13 +534,13 @@ pub async fn delete(
     Path(id): Path<String>,
     _form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, which, &id).await?;
+    let user = may_modify(&state, &ctx, &which, &id).await?;
     match state
         .records
         .delete(which.collection(), &id, &user.author())
         .await
     {
-        Ok(()) | Err(RecordError::Gone { .. }) => Ok(back_to(which, &id)),
+        Ok(()) | Err(RecordError::Gone { .. }) => Ok(back_to(&which, &id)),
         Err(e) => Err(e.into()),
     }
 }
@@ -465,12 +552,12 @@ pub async fn restore(
     Path(id): Path<String>,
     _form: WebForm,
 ) -> Result<Response, WebError> {
-    let user = may_modify(&state, &ctx, which, &id).await?;
+    let user = may_modify(&state, &ctx, &which, &id).await?;
     state
         .records
         .restore(which.collection(), &id, &user.author())
         .await?;
-    Ok(back_to(which, &id))
+    Ok(back_to(&which, &id))
 }
 
 /// `POST /clients/{id}/contacts`: a new contact person of the client.
@@ -485,7 +572,7 @@ pub async fn add_contact(
     match fields::create(&state, &ctx, CONTACTS, &form, client).await? {
         Ok(_) => Ok(Redirect::to(&format!("/clients/{id}#contacts")).into_response()),
         Err(RecordError::Invalid(errors)) => {
-            let card = load(&state, &ctx, CardKind::Client, &id).await?;
+            let card = load(&state, &ctx, &CardKind::Client, &id).await?;
             let outcome = Outcome {
                 contact_errors: &errors,
                 contact_values: Some(fields::echo(&kind, &form, &Json::Object(Map::new()))),

@@ -1,13 +1,16 @@
-//! The manager's desktop at `/`: sync state at a glance, records with
-//! conflicting values, the user's own clients, and the clients changed
-//! most recently, here or at another office.
+//! The manager's desktop at `/`: sync state at a glance, records of every
+//! kind with conflicting values (the first few, and a link to all of them),
+//! the user's own clients, and the clients changed most recently, here or
+//! at another office.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde_json::Value as Json;
 
+use super::card::history_author;
 use super::clients::CLIENTS;
+use super::conflicts;
 use super::error::WebError;
 use super::layout::{head, page as layout_page};
 use super::offices::Offices;
@@ -15,7 +18,6 @@ use super::session::Ctx;
 use super::sync::state_badge;
 use crate::access;
 use crate::api::AppState;
-use crate::records::HistoryEntry;
 use crate::replication::status::PeerStatus;
 
 /// Rows in each of the desktop's lists.
@@ -34,7 +36,7 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Response, W
     let user = ctx.user()?;
     access::read(user)?;
     let peers = state.replication.status().await?;
-    let conflicted = state.records.conflicted(CLIENTS, ROWS).await?;
+    let conflicted = state.records.conflicted(None, ROWS).await?;
     let mine = clients(&state, Some(("manager", &user.login))).await?;
     let recent = clients(&state, None).await?;
     // Who changed each recent client last, and where: its history's end.
@@ -50,10 +52,13 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Response, W
             (sync_panel(&ctx, &peers))
             section #conflicted aria-labelledby="conflicted-h" {
                 h2 #conflicted-h { (ctx.t("desktop.conflicts")) }
-                @if conflicted.is_empty() {
+                @if conflicted.items.is_empty() {
                     p.empty { (ctx.t("desktop.no_conflicts")) }
                 } @else {
-                    ul { @for client in &conflicted { li { (client_link(client)) } } }
+                    ul { @for item in &conflicted.items { li { (conflicts::link(&ctx, &state, item)) } } }
+                    @if conflicted.next_cursor.is_some() {
+                        p { a #all-conflicts href="/conflicts" { (ctx.t("desktop.all_conflicts")) " →" } }
+                    }
                 }
             }
             section #mine aria-labelledby="mine-h" {
@@ -74,7 +79,7 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Response, W
                                 td { (client_link(client)) }
                                 @if let Some(change) = change {
                                     td { time datetime=(change.at) { (ctx.lang.datetime(&change.at)) } }
-                                    td { (author(change)) }
+                                    td { (history_author(&ctx, change)) }
                                     td { (offices.name(change.node.as_deref())) }
                                 } @else {
                                     td {} td {} td {}
@@ -95,15 +100,6 @@ fn client_link(client: &Json) -> Markup {
             (client["name"].as_str().unwrap_or_default())
         }
     }
-}
-
-fn author(change: &HistoryEntry) -> &str {
-    change
-        .display_name
-        .as_deref()
-        .or(change.login.as_deref())
-        .or(change.user.as_deref())
-        .unwrap_or_default()
 }
 
 fn sync_panel(ctx: &Ctx, peers: &[PeerStatus]) -> Markup {

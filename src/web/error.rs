@@ -48,6 +48,7 @@ impl From<RecordError> for WebError {
             }
             E::Gone { .. } => WebError::new(StatusCode::GONE, "app.gone"),
             E::VersionMismatch => WebError::new(StatusCode::PRECONDITION_FAILED, "app.stale"),
+            E::SystemKind(_) => WebError::new(StatusCode::FORBIDDEN, "app.forbidden"),
             E::BadQuery(why) => WebError {
                 detail: Some(why),
                 ..WebError::new(StatusCode::BAD_REQUEST, "app.bad_query")

@@ -1,14 +1,16 @@
 //! Record fields on a page, driven by the kind's declaration: a labelled
-//! control per field (with its validation message next to it), a value as
-//! text for reading, and a submitted form turned into the JSON body or
-//! merge patch the domain layer takes (and a record created from one).
+//! control per field (with its validation message next to it, in the
+//! page's language), a value as text for reading, and a submitted form
+//! turned into the JSON body or merge patch the domain layer takes (and a
+//! record created from one). Dates are typed as text in the page's
+//! language (`i18n/dates.rs`), not in the browser's date picker.
 
 use crm_schema::{FieldDef, FieldType, KindDef};
 use maud::{html, Markup};
 use serde_json::{Map, Value as Json};
 
 use super::error::WebError;
-use super::i18n::Lang;
+use super::i18n::{dates, Lang};
 use super::session::{Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
@@ -79,7 +81,16 @@ pub fn control(
     let error = errors.iter().find(|e| e.field == field.name);
     let invalid = error.map(|_| "true");
     let described = error.map(|_| error_id.as_str());
-    let text = as_input(value);
+    let text = match field.ty {
+        FieldType::Date => dates::date_input(lang, &as_input(value)),
+        FieldType::Datetime => dates::datetime_input(lang, &as_input(value)),
+        _ => as_input(value),
+    };
+    let placeholder = match field.ty {
+        FieldType::Date => Some(lang.t("app.date_placeholder")),
+        FieldType::Datetime => Some(lang.t("app.datetime_placeholder")),
+        _ => None,
+    };
     let label = lang.field(&kind.collection, &field.name);
     html! {
         div.field.wide[field.ty == FieldType::Text] {
@@ -107,11 +118,12 @@ pub fn control(
                 }
                 _ => {
                     input #(id) name=(field.name) type=(input_type(field.ty)) value=(text)
+                        placeholder=[placeholder] autocomplete=[placeholder.map(|_| "off")]
                         required[field.required] aria-invalid=[invalid] aria-describedby=[described];
                 }
             }
             @if let Some(error) = error {
-                p.field-error #(error_id) { (error.message) }
+                p.field-error #(error_id) { (lang.invalid(error)) }
             }
         }
     }
@@ -121,7 +133,6 @@ fn input_type(ty: FieldType) -> &'static str {
     match ty {
         FieldType::Email => "email",
         FieldType::Phone => "tel",
-        FieldType::Date => "date",
         FieldType::Integer => "number",
         FieldType::Password => "password",
         _ => "text",
@@ -130,8 +141,9 @@ fn input_type(ty: FieldType) -> &'static str {
 
 /// What was typed for `field`, as its JSON value; `Null` when empty. A
 /// value that does not parse goes through as text, so that the domain
-/// layer's message says what is wrong.
-pub fn parse(field: &FieldDef, raw: &str) -> Json {
+/// layer's message says what is wrong. Dates are read as `lang` writes
+/// them.
+pub fn parse(lang: Lang, field: &FieldDef, raw: &str) -> Json {
     // Browsers send a textarea's line breaks as CRLF.
     let raw = raw.replace("\r\n", "\n");
     let raw = raw.trim();
@@ -157,17 +169,23 @@ pub fn parse(field: &FieldDef, raw: &str) -> Json {
             "false" => Json::Bool(false),
             other => Json::String(other.to_owned()),
         },
+        FieldType::Date => {
+            Json::String(dates::parse_date(lang, raw).unwrap_or_else(|| raw.to_owned()))
+        }
+        FieldType::Datetime => {
+            Json::String(dates::parse_datetime(lang, raw).unwrap_or_else(|| raw.to_owned()))
+        }
         _ => Json::String(raw.to_owned()),
     }
 }
 
 /// A new record's body from a form: the kind's editable fields that were
 /// filled in.
-pub fn body(kind: &KindDef, form: &WebForm) -> Map<String, Json> {
+pub fn body(lang: Lang, kind: &KindDef, form: &WebForm) -> Map<String, Json> {
     let mut body = Map::new();
     for field in kind.fields.iter().filter(|f| editable(f)) {
         if let Some((_, raw)) = form.0.iter().find(|(k, _)| *k == field.name) {
-            match parse(field, raw) {
+            match parse(lang, field, raw) {
                 Json::Null => {}
                 Json::Array(a) if a.is_empty() => {}
                 value => {
@@ -193,7 +211,7 @@ pub async fn create(
     let user = ctx.user()?;
     access::create(user, collection)?;
     let kind = state.records.kind_def(collection)?;
-    let mut body = body(&kind, form);
+    let mut body = body(ctx.lang, &kind, form);
     body.extend(extra);
     access::fill_owner(user, &kind, &mut body);
     Ok(state.records.create(collection, body, &user.author()).await)
@@ -202,11 +220,11 @@ pub async fn create(
 /// A merge patch from an edit form: only the fields whose value differs
 /// from `current`, so that an unchanged field is not written (and cannot
 /// conflict with another office's edit).
-pub fn patch(kind: &KindDef, form: &WebForm, current: &Json) -> Map<String, Json> {
+pub fn patch(lang: Lang, kind: &KindDef, form: &WebForm, current: &Json) -> Map<String, Json> {
     let mut patch = Map::new();
     for field in kind.fields.iter().filter(|f| editable(f)) {
         if let Some((_, raw)) = form.0.iter().find(|(k, _)| *k == field.name) {
-            let value = parse(field, raw);
+            let value = parse(lang, field, raw);
             let before = &current[&field.name];
             let same = match (&value, before) {
                 (Json::Array(a), Json::Null) => a.is_empty(),
@@ -265,7 +283,7 @@ mod tests {
             ("notes", ""),
             ("region", ""),
         ]);
-        let patch = patch(&clients(), &sent, &current);
+        let patch = patch(Lang::Ru, &clients(), &sent, &current);
         assert_eq!(
             Json::Object(patch),
             serde_json::json!({"city": "Omsk", "tags": ["vip", "new"]})
@@ -277,10 +295,11 @@ mod tests {
         let current = serde_json::json!({"city": "Kazan", "tags": ["a"]});
         let sent = form(&[("city", ""), ("tags", "")]);
         assert_eq!(
-            Json::Object(patch(&clients(), &sent, &current)),
+            Json::Object(patch(Lang::En, &clients(), &sent, &current)),
             serde_json::json!({"city": null, "tags": []})
         );
         let created = body(
+            Lang::Ru,
             &clients(),
             &form(&[("name", "X"), ("city", ""), ("notes", "a\r\nb")]),
         );
@@ -288,5 +307,37 @@ mod tests {
             Json::Object(created),
             serde_json::json!({"name": "X", "notes": "a\nb"})
         );
+    }
+
+    #[test]
+    fn dates_are_read_as_the_page_writes_them() {
+        let contacts = crm_schema::Schema::builtin()
+            .expect("the built-in schema loads")
+            .kind("contacts")
+            .cloned()
+            .expect("contacts are built in");
+        let current = serde_json::json!({"birthday": "1980-05-01"});
+        // Unchanged in the page's own form: nothing to write.
+        let same = form(&[("birthday", "01.05.1980")]);
+        assert!(patch(Lang::Ru, &contacts, &same, &current).is_empty());
+        let same = form(&[("birthday", "1980-05-01")]);
+        assert!(patch(Lang::En, &contacts, &same, &current).is_empty());
+        let moved = form(&[("birthday", "02.05.1980")]);
+        assert_eq!(
+            Json::Object(patch(Lang::Ru, &contacts, &moved, &current)),
+            serde_json::json!({"birthday": "1980-05-02"})
+        );
+        // Not a date: sent on as typed, for the domain layer to refuse.
+        let bad = form(&[("birthday", "31.02.1980")]);
+        assert_eq!(
+            Json::Object(patch(Lang::Ru, &contacts, &bad, &current)),
+            serde_json::json!({"birthday": "31.02.1980"})
+        );
+        let field = contacts.field("birthday").expect("birthday");
+        let shown =
+            control(Lang::Ru, &contacts, field, &current["birthday"], &[], "f").into_string();
+        assert!(shown.contains(r#"type="text""#), "{shown}");
+        assert!(shown.contains(r#"value="01.05.1980""#), "{shown}");
+        assert!(shown.contains(r#"placeholder="ДД.ММ.ГГГГ""#), "{shown}");
     }
 }

@@ -42,6 +42,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/contacts" { (ctx.t("nav.contacts")) }
+                            a #nav-conflicts href="/conflicts" { (ctx.t("nav.conflicts")) }
                             a href="/sync" { (ctx.t("nav.sync")) }
                             a href="/users" { (ctx.t("nav.users")) }
                         }

@@ -127,8 +127,8 @@ pub async fn page(
                 tbody {
                     @for item in &items {
                         tr {
-                            td { a href={ "/" (collection) "/" (item["id"].as_str().unwrap_or_default()) } {
-                                (spec.card.title(item))
+                            td { a href=(spec.card.path(item["id"].as_str().unwrap_or_default())) {
+                                (spec.card.title(&kind, item))
                             } }
                             @for column in spec.columns {
                                 td { @if let Some(field) = kind.field(column) {

@@ -14,6 +14,7 @@
 mod assets;
 mod card;
 mod clients;
+mod conflicts;
 mod contacts;
 mod desktop;
 mod error;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/contacts", get(contacts::list))
         .route("/clients/{id}/contacts", post(card::add_contact))
         .route("/search", get(search::page))
+        .route("/conflicts", get(conflicts::page))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", post(users::update))
         .route("/sync", get(sync::show))
@@ -51,11 +53,25 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sync/tokens", post(sync::issue_token))
         .route("/sync/{list}/{name}/remove", post(sync::remove))
         .route("/logout", post(login::logout));
-    // Each kind with a card: the same handlers, told their kind.
-    let signed_in = card::CardKind::ALL
+    // Each kind has a card: the same handlers, told their kind. Clients and
+    // contacts have theirs at `/<collection>/<id>`, every other kind under
+    // `/records/`, where no collection's name can clash with a page's.
+    let cards: Vec<card::CardKind> = card::CardKind::OWN
+        .into_iter()
+        .chain(
+            state
+                .records
+                .schema()
+                .kinds()
+                .iter()
+                .map(|kind| card::CardKind::of(&kind.collection))
+                .filter(|which| matches!(which, card::CardKind::Other(_))),
+        )
+        .collect();
+    let signed_in = cards
         .into_iter()
         .fold(signed_in, |router, which| {
-            let path = format!("/{}/{{id}}", which.collection());
+            let path = format!("{}/{{id}}", which.base());
             router.merge(
                 Router::new()
                     .route(&path, get(card::card).post(card::update))

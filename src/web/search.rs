@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
+use super::card::CardKind;
 use super::error::WebError;
 use super::layout;
 use super::session::Ctx;
@@ -18,14 +19,6 @@ const LIMIT: usize = 50;
 pub struct SearchQuery {
     #[serde(default)]
     q: String,
-}
-
-/// Where a hit of a kind is shown; `None` for kinds without a page yet.
-fn href(kind: &str, id: &str) -> Option<String> {
-    match kind {
-        "clients" | "contacts" => Some(format!("/{kind}/{id}")),
-        _ => None,
-    }
 }
 
 pub async fn page(
@@ -59,11 +52,8 @@ pub async fn page(
                     tbody {
                         @for hit in &hits {
                             tr {
-                                td { @match href(&hit.kind, &hit.id) {
-                                    Some(href) => a href=(href) { (hit.title) },
-                                    None => (hit.title),
-                                } }
-                                td { (ctx.lang.t(&format!("kind.{}", hit.kind))) }
+                                td { a href=(CardKind::of(&hit.kind).path(&hit.id)) { (hit.title) } }
+                                td { (ctx.lang.kind(&hit.kind)) }
                             }
                         }
                     }

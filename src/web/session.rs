@@ -1,19 +1,20 @@
 //! Who is looking at a page and in which language: the login guard in
-//! front of every signed-in page (the API's cookie session; no session, to
-//! the login page), the [`Ctx`] each handler takes, and [`WebForm`], the
-//! only way a handler reads a submitted form, which refuses it unless its
-//! `_csrf` field holds the page's CSRF token.
+//! front of every signed-in page (the API's cookie session; no valid
+//! session, to the login page, which says so when a session has ended and
+//! brings the user back afterwards), the [`Ctx`] each handler takes, and
+//! [`WebForm`], the only way a handler reads a submitted form, which
+//! refuses it unless its `_csrf` field holds the page's CSRF token.
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 
 use super::error::WebError;
 use super::i18n::{Lang, LANG_COOKIE};
-use crate::api::auth::{cookie, set_cookie, SESSION_COOKIE};
+use crate::api::auth::{clear_session_cookies, cookie, set_cookie, SESSION_COOKIE};
 use crate::api::AppState;
 use crate::auth::{csrf_token, Principal};
 
@@ -22,20 +23,32 @@ use crate::auth::{csrf_token, Principal};
 pub const FORM_COOKIE: &str = "crm_form";
 /// The form field every unsafe form carries.
 pub const CSRF_FIELD: &str = "_csrf";
+/// Set by the login page and kept for a year, cleared by logging out: a
+/// browser that comes without its session cookie but with this one had a
+/// session that ended (the cookie lives as long as the session), so the
+/// login page says so.
+pub const SIGNED_IN_COOKIE: &str = "crm_signed_in";
+/// How long [`SIGNED_IN_COOKIE`] is kept.
+const SIGNED_IN_MAX_AGE: u64 = 365 * 24 * 3600;
 
 /// The session token of a signed-in page's request.
 #[derive(Clone)]
 pub struct SessionToken(pub String);
 
 /// Every signed-in page: the session cookie must name a live session,
-/// else the browser goes to the login page.
+/// else the browser goes to the login page, told where to come back to
+/// and, when a session existed (its cookie no longer valid: expired,
+/// ended elsewhere, the user deactivated; or gone with a browser that had
+/// signed in), that it has ended.
 pub async fn require_login(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let back = return_path(&request);
     let Some(token) = cookie(request.headers(), SESSION_COOKIE).map(str::to_owned) else {
-        return Redirect::to("/login").into_response();
+        let ended = cookie(request.headers(), SIGNED_IN_COOKIE).is_some();
+        return to_login(ended, back.as_deref(), state.https);
     };
     match state.auth.principal(&token).await {
         Ok(principal) => {
@@ -43,9 +56,69 @@ pub async fn require_login(
             request.extensions_mut().insert(SessionToken(token));
             next.run(request).await
         }
-        Err(crate::auth::AuthError::NoSession) => Redirect::to("/login").into_response(),
+        Err(crate::auth::AuthError::NoSession) => to_login(true, back.as_deref(), state.https),
         Err(e) => WebError::from(e).into_response(),
     }
+}
+
+/// Where to come back to after logging in: the page asked for, or for a
+/// form sent with a session that had ended, the page the form was on
+/// (its `Referer`, when it is this site's).
+fn return_path(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned());
+    }
+    let referer = headers.get(header::REFERER)?.to_str().ok()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let (_, rest) = referer.split_once("://")?;
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    (authority == host).then(|| path.to_owned())
+}
+
+/// The login page, with `next` (a local path) and `expired=1` when a
+/// session ended; the ended session's cookies are removed.
+fn to_login(ended: bool, next: Option<&str>, https: bool) -> Response {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if ended {
+        pairs.push(("expired", "1"));
+    }
+    if let Some(next) = next.map(local_path).filter(|n| *n != "/") {
+        pairs.push(("next", next));
+    }
+    let url = match serde_urlencoded::to_string(&pairs) {
+        Ok(query) if !query.is_empty() => format!("/login?{query}"),
+        _ => "/login".to_owned(),
+    };
+    let mut response = Redirect::to(&url).into_response();
+    if ended {
+        clear_session_cookies(&mut response, https);
+        forget_sign_in(&mut response);
+    }
+    response
+}
+
+/// Marks the browser as having signed in (see [`SIGNED_IN_COOKIE`]).
+pub fn remember_sign_in(response: &mut Response, https: bool) {
+    let secure = if https { "; Secure" } else { "" };
+    set_cookie(
+        response,
+        &format!(
+            "{SIGNED_IN_COOKIE}=1; HttpOnly; SameSite=Strict; Path=/; Max-Age={SIGNED_IN_MAX_AGE}{secure}"
+        ),
+    );
+}
+
+/// Forgets [`SIGNED_IN_COOKIE`]: logged out, or told once that the
+/// session ended.
+pub fn forget_sign_in(response: &mut Response) {
+    set_cookie(
+        response,
+        &format!("{SIGNED_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
 }
 
 /// The token a form on this request's page must carry: derived from the
@@ -144,9 +217,16 @@ impl<S: Send + Sync> FromRequest<S> for WebForm {
     }
 }
 
-/// A path on this site to go back to; anything else goes to `/`.
+/// A path on this site to go back to; anything else goes to `/`. Only a
+/// path that starts with a single `/`: `//host` and `/\\host` lead
+/// browsers to another site, and they drop tabs and line breaks from a
+/// URL, so `/<tab>/host` would too.
 pub fn local_path(path: &str) -> &str {
-    if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
+    let local = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
+    if local {
         path
     } else {
         "/"
@@ -166,4 +246,34 @@ pub async fn set_lang(form: WebForm) -> Response {
         ),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        for local in [
+            "/",
+            "/clients",
+            "/clients/abc?x=1#y",
+            "/search?q=%2F%2Fevil",
+        ] {
+            assert_eq!(local_path(local), local);
+        }
+        for foreign in [
+            "//evil.example",
+            "https://evil.example/",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            " /clients",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(foreign), "/", "{foreign:?}");
+        }
+    }
 }

@@ -1,9 +1,9 @@
-//! Users (admins): the list of the node's users, each with its name,
-//! office, role and active flag changed in place (and a new password set),
-//! and a form that creates a user with a password. Other roles see the
-//! list only.
+//! Users (admins): the list of the node's users in pages by login, or
+//! those a search by login or name finds, each with its name, office, role
+//! and active flag changed in place (and a new password set), and a form
+//! that creates a user with a password. Other roles see the list only.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use crm_schema::KindDef;
@@ -13,19 +13,122 @@ use serde_json::{Map, Value as Json};
 use super::error::WebError;
 use super::fields::{self, control};
 use super::layout::{csrf_field, page};
-use super::session::{Ctx, WebForm};
+use super::session::{local_path, Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
 use crate::auth::Role;
-use crate::records::{FieldError, RecordError, USERS};
+use crate::records::{ErrorCode, FieldError, Invalid, RecordError, USERS};
 
-/// Users listed on the page.
-const SHOWN: &str = "200";
+/// Users on a page of the list, and found by a search at most.
+const PAGE_SIZE: usize = 50;
+/// The hidden field of every form that says which page it was on.
+const BACK: &str = "_back";
 /// The fields changed in place on each user's row.
 const ROW_FIELDS: &[&str] = &["display_name", "office", "role", "active"];
 /// The fields of the new-user form.
 const NEW_FIELDS: &[&str] = &["login", "display_name", "office", "role", "password"];
 const PASSWORD: &str = "password";
+
+/// `/users`'s query: a search by login or name (`q`), or a page of the
+/// list (`cursor`).
+#[derive(Default)]
+struct UsersQuery {
+    q: String,
+    cursor: String,
+}
+
+impl UsersQuery {
+    fn parse(raw: &str) -> UsersQuery {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        UsersQuery {
+            q: get("q"),
+            cursor: get("cursor"),
+        }
+    }
+
+    /// The query of the page a form was sent from.
+    fn of_form(form: &WebForm) -> UsersQuery {
+        let back = local_path(form.get(BACK));
+        UsersQuery::parse(back.split_once('?').map_or("", |(_, query)| query))
+    }
+
+    fn href(&self, cursor: Option<&str>) -> String {
+        let mut pairs = Vec::new();
+        if !self.q.is_empty() {
+            pairs.push(("q", self.q.as_str()));
+        }
+        pairs.extend(cursor.map(|c| ("cursor", c)));
+        match serde_urlencoded::to_string(pairs) {
+            Ok(query) if !query.is_empty() => format!("/users?{query}"),
+            _ => "/users".to_owned(),
+        }
+    }
+}
+
+/// The users a page shows: a search's hits, or a page of the list by
+/// login; and the next page's cursor, or whether the search found more
+/// than are shown.
+struct Shown {
+    users: Vec<Json>,
+    next_cursor: Option<String>,
+    more_found: bool,
+}
+
+async fn shown(state: &AppState, query: &UsersQuery) -> Result<Shown, WebError> {
+    if query.q.is_empty() {
+        let mut params = vec![
+            ("sort".to_owned(), "login".to_owned()),
+            ("limit".to_owned(), PAGE_SIZE.to_string()),
+        ];
+        if !query.cursor.is_empty() {
+            params.push(("cursor".to_owned(), query.cursor.clone()));
+        }
+        let page = match state.records.list(USERS, params).await {
+            Ok(page) => page,
+            // A stale or foreign cursor: the first page.
+            Err(RecordError::BadQuery(_)) => {
+                let params = vec![
+                    ("sort".to_owned(), "login".to_owned()),
+                    ("limit".to_owned(), PAGE_SIZE.to_string()),
+                ];
+                state.records.list(USERS, params).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        return Ok(Shown {
+            users: page.records(),
+            next_cursor: page.next_cursor,
+            more_found: false,
+        });
+    }
+    // Full-text search finds the start of any word of the login or the
+    // name ("петр" finds "Иван Петров"); one more hit than shown tells
+    // whether there are more.
+    let hits = state
+        .records
+        .search(query.q.clone(), Some(USERS.to_owned()), PAGE_SIZE + 1)
+        .await?;
+    let mut users = Vec::with_capacity(hits.len().min(PAGE_SIZE));
+    for hit in hits.iter().take(PAGE_SIZE) {
+        match state.records.get(USERS, &hit.id).await {
+            Ok(user) => users.push(user.record),
+            Err(RecordError::Gone { .. } | RecordError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Shown {
+        users,
+        next_cursor: None,
+        more_found: hits.len() > PAGE_SIZE,
+    })
+}
 
 /// A refused form and where it came from (`new`, or a user's id).
 struct Refused<'a> {
@@ -37,15 +140,21 @@ struct Refused<'a> {
 async fn render(
     state: &AppState,
     ctx: &Ctx,
+    query: &UsersQuery,
     refused: Option<Refused<'_>>,
 ) -> Result<Markup, WebError> {
     let admin = ctx.user()?.role == Role::Admin;
     let kind = state.records.kind_def(USERS)?;
-    let params = vec![
-        ("sort".to_owned(), "login".to_owned()),
-        ("limit".to_owned(), SHOWN.to_owned()),
-    ];
-    let users = state.records.list(USERS, params).await?.records();
+    let Shown {
+        users,
+        next_cursor,
+        more_found,
+    } = shown(state, query).await?;
+    let here = query.href(
+        Some(&query.cursor)
+            .filter(|c| !c.is_empty())
+            .map(String::as_str),
+    );
     let errors_of = |form: &str| match &refused {
         Some(r) if r.form == form => (r.errors.as_slice(), Some(&r.values)),
         _ => (&[][..], None),
@@ -57,11 +166,27 @@ async fn render(
         }
         section #users aria-labelledby="users-h" {
             h2 #users-h { (ctx.t("users.list")) }
+            form.filters #users-search role="search" method="get" action="/users" {
+                div.field {
+                    label for="users-q" { (ctx.t("users.search")) }
+                    input #users-q type="search" name="q" value=(query.q);
+                }
+                div.actions {
+                    button.primary type="submit" { (ctx.t("app.search")) }
+                    @if !query.q.is_empty() {
+                        a.button href="/users" { (ctx.t("list.reset")) }
+                    }
+                }
+            }
+            @if users.is_empty() {
+                p.empty #no-users { (ctx.t("list.empty")) }
+            }
             @for user in &users {
                 @let id = user["id"].as_str().unwrap_or_default();
                 @let (errors, values) = errors_of(id);
-                form.user-row method="post" action={ "/users/" (id) } novalidate {
+                form.user-row method="post" action={ "/users/" (id) } novalidate data-login=(user["login"].as_str().unwrap_or_default()) {
                     (csrf_field(ctx))
+                    input type="hidden" name=(BACK) value=(here);
                     div.field {
                         span.label { (ctx.lang.field(USERS, "login")) }
                         strong.login { (user["login"].as_str().unwrap_or_default()) }
@@ -80,13 +205,24 @@ async fn render(
                                     input id=(password_id) type="password" name=(PASSWORD) autocomplete="new-password"
                                         aria-invalid=[errors.iter().any(|e| e.field == PASSWORD).then_some("true")];
                                     @for error in errors.iter().filter(|e| e.field == PASSWORD) {
-                                        p.field-error { (error.message) }
+                                        p.field-error { (ctx.lang.invalid(error)) }
                                     }
                                 }
                                 div.actions { button.primary type="submit" aria-label={ (ctx.t("app.save")) " " (user["login"].as_str().unwrap_or_default()) } { (ctx.t("app.save")) } }
                             }
                         }
                     }
+                }
+            }
+            @if more_found {
+                p.notice #users-first-matches role="status" { (ctx.t("users.first_matches")) }
+            }
+            nav.pages aria-label=(ctx.t("list.next_page")) {
+                @if !query.cursor.is_empty() {
+                    a #first-page href=(query.href(None)) { (ctx.t("list.first_page")) }
+                }
+                @if let Some(next) = &next_cursor {
+                    a #next-page href=(query.href(Some(next))) { (ctx.t("list.next_page")) " →" }
                 }
             }
         }
@@ -118,19 +254,25 @@ fn new_user(ctx: &Ctx, kind: &KindDef, (errors, values): (&[FieldError], Option<
     }
 }
 
-pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Response, WebError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, WebError> {
     access::read(ctx.user()?)?;
-    Ok(render(&state, &ctx, None).await?.into_response())
+    let query = UsersQuery::parse(raw.as_deref().unwrap_or_default());
+    Ok(render(&state, &ctx, &query, None).await?.into_response())
 }
 
 /// A refusal the form can show next to its fields: validation, or a login
 /// that is taken.
-fn field_errors(ctx: &Ctx, error: RecordError) -> Result<Vec<FieldError>, WebError> {
+fn field_errors(error: RecordError) -> Result<Vec<FieldError>, WebError> {
     match error {
         RecordError::Invalid(errors) => Ok(errors),
-        RecordError::Duplicate { field, .. } => {
-            Ok(vec![FieldError::new(&field, ctx.t("app.taken"))])
-        }
+        RecordError::Duplicate { field, value, .. } => Ok(vec![FieldError::new(
+            &field,
+            Invalid::new(ErrorCode::Unique, format!("{value:?} is taken")),
+        )]),
         other => Err(other.into()),
     }
 }
@@ -138,6 +280,7 @@ fn field_errors(ctx: &Ctx, error: RecordError) -> Result<Vec<FieldError>, WebErr
 async fn refused_page(
     state: &AppState,
     ctx: &Ctx,
+    query: &UsersQuery,
     form: &str,
     errors: Vec<FieldError>,
     values: Json,
@@ -147,7 +290,7 @@ async fn refused_page(
         errors,
         values,
     };
-    let page = render(state, ctx, Some(refused)).await?;
+    let page = render(state, ctx, query, Some(refused)).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
@@ -172,7 +315,8 @@ pub async fn create(
         Ok(_) => Ok(Redirect::to("/users").into_response()),
         Err(e) => {
             let values = fields::echo(&kind, &form, &Json::Object(Map::new()));
-            refused_page(&state, &ctx, "new", field_errors(&ctx, e)?, values).await
+            let query = UsersQuery::of_form(&form);
+            refused_page(&state, &ctx, &query, "new", field_errors(e)?, values).await
         }
     }
 }
@@ -188,20 +332,27 @@ pub async fn update(
     access::modify_record(&state.records, user, USERS, &id).await?;
     let kind = state.records.kind_def(USERS)?;
     let current = state.records.get(USERS, &id).await?.record;
-    let mut patch = fields::patch(&kind, &form, &current);
+    let mut patch = fields::patch(ctx.lang, &kind, &form, &current);
     patch.extend(new_password(&form));
+    let back = local_path(form.get(BACK));
+    let back = if back.starts_with("/users") {
+        back
+    } else {
+        "/users"
+    };
     if patch.is_empty() {
-        return Ok(Redirect::to("/users").into_response());
+        return Ok(Redirect::to(back).into_response());
     }
     match state
         .records
         .update(USERS, &id, patch, None, &user.author())
         .await
     {
-        Ok(_) => Ok(Redirect::to("/users").into_response()),
+        Ok(_) => Ok(Redirect::to(back).into_response()),
         Err(e) => {
             let values = fields::echo(&kind, &form, &current);
-            refused_page(&state, &ctx, &id, field_errors(&ctx, e)?, values).await
+            let query = UsersQuery::of_form(&form);
+            refused_page(&state, &ctx, &query, &id, field_errors(e)?, values).await
         }
     }
 }

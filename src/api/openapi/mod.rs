@@ -25,13 +25,14 @@ use super::problem::{Problem, PROBLEM_JSON};
 use crate::records::history::{FieldChange, HistoryEntry};
 use crate::records::query::{MAX_LIMIT, RANGE_OPS};
 use crate::records::search::{SearchHit, MAX_LIMIT as SEARCH_MAX_LIMIT};
-use crate::records::FieldError;
+use crate::records::{ErrorCode, FieldError};
 
 /// The document as JSON text.
 pub fn document(schema: &Schema) -> String {
     let mut components = ComponentsBuilder::new()
         .schema_from::<Problem>()
         .schema_from::<FieldError>()
+        .schema_from::<ErrorCode>()
         .schema_from::<SearchHit>()
         .schema_from::<HistoryEntry>()
         .schema_from::<FieldChange>()
@@ -57,10 +58,26 @@ pub fn document(schema: &Schema) -> String {
             .schema(
                 format!("{label}Item"),
                 record_schema(kind, RecordShape::Selected),
-            )
+            );
+        let base = format!("/api/v1/{}", kind.collection);
+        if kind.system {
+            // Written by the nodes themselves: read-only here.
+            paths = paths
+                .path(base.clone(), PathItem::new(HttpMethod::Get, list_op(kind)))
+                .path(
+                    format!("{base}/{{id}}"),
+                    PathItem::new(HttpMethod::Get, get_op(kind)),
+                )
+                .path(
+                    format!("{base}/{{id}}/history"),
+                    PathItem::new(HttpMethod::Get, history_op(kind)),
+                );
+            paths = transfer::export_path(paths, kind);
+            continue;
+        }
+        components = components
             .schema(format!("{label}Create"), input_schema(kind, true))
             .schema(format!("{label}Patch"), input_schema(kind, false));
-        let base = format!("/api/v1/{}", kind.collection);
         paths = paths
             .path(
                 base.clone(),
@@ -181,6 +198,31 @@ fn conflict_value() -> OaSchema {
             string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
         )
         .required("at")
+        .property(
+            "user",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .description(Some(
+                    "The id of the user who wrote the value (`system` for the node itself).",
+                )),
+        )
+        .required("user")
+        .property(
+            "login",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .description(Some(
+                    "That user's login, when the user's record is known here.",
+                )),
+        )
+        .required("login")
+        .property(
+            "display_name",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .description(Some("That user's display name, when known here.")),
+        )
+        .required("display_name")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()
 }

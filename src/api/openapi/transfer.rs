@@ -21,15 +21,18 @@ pub fn components(components: ComponentsBuilder) -> ComponentsBuilder {
 }
 
 pub fn paths(paths: PathsBuilder, kind: &KindDef) -> PathsBuilder {
-    paths
-        .path(
-            format!("/api/v1/import/{}", kind.collection),
-            PathItem::new(HttpMethod::Post, import(kind)),
-        )
-        .path(
-            format!("/api/v1/export/{}", kind.collection),
-            PathItem::new(HttpMethod::Get, export(kind)),
-        )
+    export_path(paths, kind).path(
+        format!("/api/v1/import/{}", kind.collection),
+        PathItem::new(HttpMethod::Post, import(kind)),
+    )
+}
+
+/// The export alone, for a kind nobody imports (a system kind).
+pub fn export_path(paths: PathsBuilder, kind: &KindDef) -> PathsBuilder {
+    paths.path(
+        format!("/api/v1/export/{}", kind.collection),
+        PathItem::new(HttpMethod::Get, export(kind)),
+    )
 }
 
 fn csv_content() -> utoipa::openapi::Content {

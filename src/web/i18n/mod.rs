@@ -1,12 +1,18 @@
 //! The pages' languages: every string lives in `en.toml` / `ru.toml`
 //! (embedded in the binary), looked up by key; dates and numbers are
-//! formatted per language here. The choice is kept in the `crm_lang`
-//! cookie (see `web/mod.rs` for why a cookie and not the user's record).
+//! formatted per language here (and typed per language, `dates.rs`);
+//! validation failures are translated from their codes. The choice is kept
+//! in the `crm_lang` cookie (see `web/mod.rs` for why a cookie and not the
+//! user's record).
+
+pub mod dates;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::records::FieldError;
 
 /// The cookie that keeps a browser's language.
 pub const LANG_COOKIE: &str = "crm_lang";
@@ -103,6 +109,25 @@ impl Lang {
     /// A field's label.
     pub fn field(self, collection: &str, field: &str) -> String {
         self.owned(&format!("field.{collection}.{field}"), field)
+    }
+
+    /// A kind's name (a record of it); a kind from a kinds folder without
+    /// a translation shows its collection.
+    pub fn kind(self, collection: &str) -> String {
+        self.owned(&format!("kind.{collection}"), collection)
+    }
+
+    /// A refused field's message: its code's sentence in this language,
+    /// the rule's number put in for `{limit}`.
+    pub fn invalid(self, error: &FieldError) -> String {
+        let key = format!("invalid.{}", error.code.as_str());
+        match self.table().get(&key) {
+            Some(text) => match error.limit {
+                Some(limit) => text.replace("{limit}", &limit.to_string()),
+                None => text.clone(),
+            },
+            None => error.message.clone(),
+        }
     }
 
     /// An enum value's label.
@@ -238,6 +263,26 @@ mod tests {
             "only {checked} keys found: is the scan broken?"
         );
         assert!(missing.is_empty(), "unknown keys: {missing:?}");
+    }
+
+    #[test]
+    fn every_validation_code_is_translated() {
+        use crate::records::{ErrorCode, FieldError, Invalid};
+        for code in ErrorCode::ALL {
+            for (lang, table) in [(Lang::En, &*EN), (Lang::Ru, &*RU)] {
+                let key = format!("invalid.{}", code.as_str());
+                assert!(table.contains_key(&key), "{key} in {}", lang.code());
+                let error = FieldError::new("f", Invalid::limited(*code, 7, "english"));
+                let text = lang.invalid(&error);
+                assert!(!text.contains("{limit}"), "{key}: {text}");
+                assert_ne!(text, "english", "{key}");
+            }
+        }
+        let email = FieldError::new("email", Invalid::new(ErrorCode::Email, "x"));
+        assert_eq!(Lang::Ru.invalid(&email), "Неверный адрес e-mail.");
+        let long = FieldError::new("name", Invalid::limited(ErrorCode::TooLong, 300, "x"));
+        assert_eq!(Lang::Ru.invalid(&long), "Не больше 300 символов.");
+        assert_eq!(Lang::En.invalid(&long), "At most 300 characters.");
     }
 
     #[test]
