@@ -88,7 +88,10 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.fill("#f-email", "not an e-mail").await;
     browser.click("#save").await;
     let message = browser.text("#f-email-error").await;
-    assert!(message.contains("e-mail"), "the field's message: {message}");
+    assert!(
+        message.contains("Неверный адрес e-mail"),
+        "the field's message, in Russian: {message}"
+    );
     assert_eq!(browser.focused().await, "f-email");
     browser.screenshot("validation").await;
 
@@ -128,6 +131,15 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
         history.contains("Директор"),
         "the contact's history: {history}"
     );
+    // Dates are typed as the page's language writes them.
+    let contact_path = browser.path().await;
+    browser.fill("#f-birthday", "05.03.1985").await;
+    browser.click("#save").await;
+    browser.find("#history").await;
+    assert_eq!(browser.value("#f-birthday").await, "05.03.1985");
+    let contact_id = contact_path.rsplit('/').next().expect("the contact's id");
+    let stored = node.get(&format!("/api/v1/contacts/{contact_id}")).await;
+    assert_eq!(stored.json["birthday"], "1985-03-05");
     browser.screenshot("contact").await;
     browser.click("#client-link a").await;
     assert_eq!(browser.path().await, path);
@@ -178,6 +190,8 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     assert_eq!(browser.path().await, "/search");
     let results = browser.text("#results").await;
     assert!(results.contains("Contact person"), "results: {results}");
+    browser.goto(&format!("{base}{contact_path}")).await;
+    assert_eq!(browser.value("#f-birthday").await, "1985-03-05");
     browser.goto(&format!("{base}{path}")).await;
     assert_eq!(browser.text("label[for=f-stage]").await, "Stage");
     assert_eq!(browser.text("#history-h").await, "History");
@@ -233,6 +247,27 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     .expect_status(200, "reactivate");
     node.login("ivanov", "a new long password").await;
     browser.screenshot("users").await;
+
+    // A session ended elsewhere: the next page says so on the login page,
+    // and logging in again returns to the page asked for.
+    let token = browser.cookie("crm_session").await;
+    let ended = node
+        .client()
+        .post(node.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("log the browser's session out");
+    assert_eq!(ended.status(), 204, "logout");
+    browser.goto(&format!("{base}/clients")).await;
+    assert_eq!(browser.path().await, "/login");
+    let said = browser.text("#session-expired").await;
+    assert!(said.contains("Сеанс"), "the login page says why: {said}");
+    browser.screenshot("session-ended").await;
+    browser.fill("#login", "admin").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("section.login button[type=submit]").await;
+    assert_eq!(browser.path().await, "/clients");
 
     // Logging out ends the session.
     browser.click("#logout").await;
@@ -327,6 +362,16 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     let recent = browser.text("#recent").await;
     assert!(recent.contains("Ландыш"), "recent: {recent}");
     browser.screenshot("desktop").await;
+    // The conflicts page lists it too, with the field in conflict.
+    browser.click("#nav-conflicts").await;
+    let listed = browser.text("#conflicts-list").await;
+    assert!(
+        listed.contains("Ландыш") && listed.contains("Город"),
+        "conflicts page: {listed}"
+    );
+    assert_accessible(&browser, "conflicts").await;
+    browser.screenshot("conflicts-page").await;
+    browser.goto(here.base_url()).await;
     browser.click_text("#conflicted a", "Ландыш").await;
     let conflicts = browser.text("#conflicts").await;
     assert!(
@@ -336,6 +381,11 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     assert!(
         conflicts.contains("node0") && conflicts.contains("node1"),
         "each value's office: {conflicts}"
+    );
+    let writers = browser.text("#conflicts .conflict-user").await;
+    assert!(
+        writers.contains("Administrator"),
+        "each value's user: {writers}"
     );
     browser.screenshot("conflict").await;
     browser.click_text("#conflicts button", "Пермь").await;
@@ -365,6 +415,19 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
         rounds.contains("node1") && rounds.contains("получено"),
         "rounds: {rounds}"
     );
+    // A peer added by hand and removed again.
+    browser.click_here("#peers details summary").await;
+    browser.fill("#peer-name", "branch-omsk").await;
+    browser.fill("#peer-url", "http://127.0.0.1:9/").await;
+    browser.fill("#peer-token", "crmt_not_a_real_token").await;
+    browser.click("#add-peer").await;
+    let peers = browser.text("#peers").await;
+    assert!(peers.contains("branch-omsk"), "peers: {peers}");
+    browser
+        .click_confirmed("form[action='/sync/peers/branch-omsk/remove'] button")
+        .await;
+    let peers = browser.text("#peers").await;
+    assert!(!peers.contains("branch-omsk"), "peers: {peers}");
     browser.fill("#token-name", "laptop-ivanov").await;
     browser.click("#issue-token").await;
     let secret = browser.text("#new-secret").await;
@@ -407,7 +470,7 @@ async fn pages_are_escaped_carry_security_headers_and_refuse_forms_without_the_c
         .expect("an HTTP client");
     let signed_out = client.get(node.url("/clients")).send().await.expect("GET");
     assert_eq!(signed_out.status(), 303);
-    assert_eq!(signed_out.headers()["location"], "/login");
+    assert_eq!(signed_out.headers()["location"], "/login?next=%2Fclients");
 
     let login = client
         .post(node.url("/api/v1/auth/login"))

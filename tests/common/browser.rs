@@ -322,6 +322,16 @@ impl Browser {
         .await;
     }
 
+    /// The value of the page's cookie `name`, HttpOnly ones included.
+    pub async fn cookie(&self, name: &str) -> String {
+        self.client
+            .get_named_cookie(name)
+            .await
+            .unwrap_or_else(|e| panic!("no cookie {name}: {e}"))
+            .value()
+            .to_owned()
+    }
+
     /// Runs a script in the page and returns its result.
     pub async fn script(&self, source: &str) -> Value {
         self.client
