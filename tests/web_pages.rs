@@ -372,6 +372,23 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
     let shown = card.block_text("conflicts");
     assert!(shown.contains("Пермь — node0, Иванов И., "), "{shown}");
     assert!(shown.contains("Омск — node1, Петров П., "), "{shown}");
+    // A viewer sees the same values and who wrote them, with nothing to
+    // press.
+    create(
+        here,
+        "users",
+        json!({"login": "smirnova", "password": "viewer password", "role": "viewer"}),
+    )
+    .await;
+    let viewer = Visitor::signed_in(here, "smirnova", "viewer password", "ru").await;
+    let seen = viewer.get(&format!("/clients/{}", clients[0])).await;
+    let shown = seen.block_text("conflicts");
+    assert!(shown.contains("Пермь — node0, Иванов И., "), "{shown}");
+    assert!(shown.contains("Омск — node1, Петров П., "), "{shown}");
+    assert!(
+        !seen.html.contains("/resolve"),
+        "a viewer is offered a resolution"
+    );
 
     // The conflicts page: every kind, 25 to a page, each once.
     let page = admin.get("/conflicts").await;

@@ -295,7 +295,7 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.close().await;
 }
 
-async fn city(node: &TestNode, id: &str) -> Value {
+async fn record(node: &TestNode, id: &str) -> Value {
     node.get(&format!("/api/v1/clients/{id}")).await.json
 }
 
@@ -348,7 +348,7 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
         .expect_status(200, "concurrent edit");
     }
     cluster.sync_pair(0, 1).await;
-    assert!(city(there, &id).await["conflicts"]["city"].is_array());
+    assert!(record(there, &id).await["conflicts"]["city"].is_array());
     // The desktop lists the conflicted client, the peer, and who changed
     // what where.
     browser.goto(here.base_url()).await;
@@ -393,8 +393,37 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     assert!(!browser.exists("#conflicts").await);
     assert_eq!(browser.value("#f-city").await, "Пермь");
     cluster.sync_pair(0, 1).await;
-    let resolved = city(there, &id).await;
+    let resolved = record(there, &id).await;
     assert_eq!(resolved["city"], "Пермь");
+    assert!(
+        resolved.get("conflicts").is_none(),
+        "still conflicted: {resolved}"
+    );
+
+    // A second conflict, resolved by typing a third value instead.
+    for (node, value) in [(here, "Татарстан"), (there, "Пермский край")] {
+        node.patch_json(
+            &format!("/api/v1/clients/{id}"),
+            &json!({"region": value}),
+            None,
+        )
+        .await
+        .expect_status(200, "concurrent edit");
+    }
+    cluster.sync_pair(0, 1).await;
+    browser.goto(&card).await;
+    let conflicts = browser.text("#conflicts").await;
+    assert!(
+        conflicts.contains("Пермский край"),
+        "conflicts: {conflicts}"
+    );
+    browser.fill("#f-region", "Поволжье").await;
+    browser.click("#save").await;
+    browser.find("#history").await;
+    assert!(!browser.exists("#conflicts").await);
+    cluster.sync_pair(0, 1).await;
+    let resolved = record(there, &id).await;
+    assert_eq!(resolved["region"], "Поволжье");
     assert!(
         resolved.get("conflicts").is_none(),
         "still conflicted: {resolved}"

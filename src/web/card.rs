@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use crm_schema::KindDef;
+use crm_schema::{FieldDef, KindDef};
 use maud::{html, Markup};
 use serde_json::{Map, Value as Json};
 
@@ -283,11 +283,8 @@ fn conflicts(ctx: &Ctx, card: &Card) -> Markup {
     let Some(conflicts) = card.record["conflicts"].as_object() else {
         return html! {};
     };
-    if !card.may_edit {
-        return html! {
-            div.conflicts #conflicts { p { strong { (ctx.t("card.conflict")) } " " (conflicts.keys().map(|f| ctx.lang.field(collection, f)).collect::<Vec<_>>().join(", ")) } }
-        };
-    }
+    // Everyone sees each value and who wrote it where; only those who may
+    // edit get a button that keeps one.
     html! {
         div.conflicts #conflicts {
             p { strong { (ctx.t("card.conflict")) } }
@@ -296,22 +293,34 @@ fn conflicts(ctx: &Ctx, card: &Card) -> Markup {
                     div.conflict {
                         span.conflict-field { (ctx.lang.field(collection, name)) }
                         @for value in values.as_array().into_iter().flatten() {
-                            form.inline method="post" action={ (card.path()) "/resolve" } {
-                                (csrf_field(ctx))
-                                input type="hidden" name="field" value=(name);
-                                input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
-                                button type="submit" {
-                                    (display(ctx.lang, &card.kind, field, &value["value"]))
-                                    span.muted { " — "
-                                        span.conflict-office { (card.offices.name(value["node"].as_str())) } ", "
-                                        span.conflict-user { (conflict_author(ctx, value)) } ", "
-                                        time datetime=(value["at"].as_str().unwrap_or_default()) { (ctx.lang.datetime(value["at"].as_str().unwrap_or_default())) } }
+                            @if card.may_edit {
+                                form.inline method="post" action={ (card.path()) "/resolve" } {
+                                    (csrf_field(ctx))
+                                    input type="hidden" name="field" value=(name);
+                                    input type="hidden" name="value" value=(value["value"].as_str().map_or_else(|| value["value"].to_string(), str::to_owned));
+                                    button type="submit" { (conflict_value(ctx, card, field, value)) }
                                 }
+                            } @else {
+                                span.conflict-value { (conflict_value(ctx, card, field, value)) }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// One conflicting value, with the office, the user and the time it was
+/// written.
+fn conflict_value(ctx: &Ctx, card: &Card, field: &FieldDef, value: &Json) -> Markup {
+    let at = value["at"].as_str().unwrap_or_default();
+    html! {
+        (display(ctx.lang, &card.kind, field, &value["value"]))
+        span.muted { " — "
+            span.conflict-office { (card.offices.name(value["node"].as_str())) } ", "
+            span.conflict-user { (conflict_author(ctx, value)) } ", "
+            time datetime=(at) { (ctx.lang.datetime(at)) }
         }
     }
 }

@@ -54,7 +54,10 @@ pub fn display(lang: Lang, kind: &KindDef, field: &FieldDef, value: &Json) -> St
             let currency = m.get("currency").and_then(Json::as_str).unwrap_or_default();
             let cents = minor.unsigned_abs() % 100;
             let point = if lang == Lang::Ru { "," } else { "." };
-            format!("{}{point}{cents:02} {currency}", lang.number(minor / 100))
+            // The sign goes on its own: -0.50 has no whole units to carry it.
+            let sign = if minor < 0 { "-" } else { "" };
+            let units = i64::try_from(minor.unsigned_abs() / 100).unwrap_or(i64::MAX);
+            format!("{sign}{}{point}{cents:02} {currency}", lang.number(units))
         }
         (_, Json::Array(items)) if items.is_empty() => lang.t("app.none").to_owned(),
         _ => as_input(value),
@@ -262,6 +265,29 @@ mod tests {
             .kind("clients")
             .cloned()
             .expect("clients are built in")
+    }
+
+    #[test]
+    fn money_shows_its_sign_grouping_and_decimal_mark_per_language() {
+        let amount: FieldDef =
+            toml::from_str("name = \"amount\"\ntype = \"money\"").expect("a money field");
+        let kind = clients();
+        let shown = |lang, minor: i64| {
+            display(
+                lang,
+                &kind,
+                &amount,
+                &serde_json::json!({"minor": minor, "currency": "RUB"}),
+            )
+        };
+        assert_eq!(
+            shown(Lang::Ru, 123_456_789),
+            "1\u{202f}234\u{202f}567,89 RUB"
+        );
+        assert_eq!(shown(Lang::En, 123_456_789), "1,234,567.89 RUB");
+        assert_eq!(shown(Lang::Ru, -50), "-0,50 RUB");
+        assert_eq!(shown(Lang::En, -1_050), "-10.50 RUB");
+        assert_eq!(shown(Lang::En, 7), "0.07 RUB");
     }
 
     fn form(pairs: &[(&str, &str)]) -> WebForm {
