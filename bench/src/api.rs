@@ -14,6 +14,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const ROUND_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 /// Bound on the rounds of one sync, in case a round never reports caught up.
 const MAX_ROUNDS: usize = 1_000;
+/// Steps (pages of documents or changes) asked of one round: a first sync
+/// of a million records takes minutes, longer than the node lets one
+/// request run (60 s), so the bench asks for it in rounds of this many.
+const STEPS_PER_ROUND: u32 = 20;
 /// Largest list page the API serves.
 const PAGE_LIMIT: usize = 200;
 
@@ -229,7 +233,7 @@ impl Api {
         let response = self
             .client
             .post(url)
-            .json(&json!({"peer": peer}))
+            .json(&json!({"peer": peer, "max_steps": STEPS_PER_ROUND}))
             .timeout(ROUND_TIMEOUT)
             .send()
             .await

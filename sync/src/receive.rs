@@ -163,7 +163,7 @@ fn prepare_snapshot(
             entry.kind
         )));
     }
-    let changes = doc.get_changes(&[]);
+    let changes = sole_change(&entry.payload, &doc).unwrap_or_else(|| doc.get_changes(&[]));
     let doc_ref = DocRef {
         id: entry.doc,
         kind: &entry.kind,
@@ -181,6 +181,16 @@ fn prepare_snapshot(
         changes,
         rows,
     })
+}
+
+/// The document's one change, read from the payload when the payload is
+/// that change's bytes (how a document with a single change travels).
+/// Cheaper than [`Automerge::get_changes`], which encodes every change
+/// again from the loaded document.
+fn sole_change(payload: &[u8], doc: &Automerge) -> Option<Vec<Change>> {
+    let change = Change::from_bytes(payload.to_vec()).ok()?;
+    // No dependencies and the only head: the document is this change alone.
+    (change.deps().is_empty() && doc.get_heads() == [change.hash()]).then(|| vec![change])
 }
 
 struct Incoming {
