@@ -31,6 +31,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// Steps per direction in an on-demand round, so that a round over a huge
 /// backlog still ends (the workers carry on).
 const ROUND_STEPS: usize = 100_000;
+/// How long an on-demand round may go on taking steps: its caller waits
+/// for the answer, and the API cuts requests off at 60 s.
+const ROUND_BUDGET: Duration = Duration::from_secs(40);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -285,7 +288,7 @@ impl Replication {
         for peer in peers.iter().filter(|p| only.is_none_or(|n| n == p.name)) {
             let outcome = self
                 .replicator(peer)
-                .round(max_steps.unwrap_or(ROUND_STEPS))
+                .round_within(max_steps.unwrap_or(ROUND_STEPS), Some(ROUND_BUDGET))
                 .await;
             self.record(&peer.name, outcome.as_ref().err()).await;
             results.push(match outcome {

@@ -482,18 +482,33 @@ impl<T: Transport> Replicator<T> {
     /// One full round: pull until caught up, then push until caught up.
     /// `max_steps` bounds each direction (a partial sync when reached).
     pub async fn round(&self, max_steps: usize) -> Result<RoundReport, SyncError> {
+        self.round_within(max_steps, None).await
+    }
+
+    /// A round that also stops taking steps once `budget` has passed: each
+    /// direction still takes at least one step, and one not caught up says
+    /// so. Someone waiting on the answer (a "sync now" over a first sync of
+    /// a million records) gets one in time; what is left is for the next
+    /// round. Every step commits on its own, so stopping loses nothing.
+    pub async fn round_within(
+        &self,
+        max_steps: usize,
+        budget: Option<Duration>,
+    ) -> Result<RoundReport, SyncError> {
+        let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+        let out_of_time = || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         let mut report = RoundReport::default();
         for _ in 0..max_steps {
             let step = self.pull(Duration::ZERO).await?;
             report.pulled.add(step);
-            if step.caught_up {
+            if step.caught_up || out_of_time() {
                 break;
             }
         }
         for _ in 0..max_steps {
             let step = self.push().await?;
             report.pushed.add(step);
-            if step.caught_up {
+            if step.caught_up || out_of_time() {
                 break;
             }
         }

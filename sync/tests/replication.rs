@@ -392,6 +392,41 @@ async fn first_sync_over_several_pages() {
     assert_eq!(value(&b.store, late, "a").await, Some(7_777));
 }
 
+/// A round with no time to spare takes one step each way and says it is
+/// not done; the rounds after it finish the copy.
+#[tokio::test]
+async fn a_round_out_of_time_stops_after_one_step_each_way() {
+    let a = node().await;
+    let b = node().await;
+    for n in 0..2_100 {
+        create(&a.store, n).await;
+    }
+    create(&b.store, 1).await;
+    add_peer(&b.store, "n0").await;
+    let sync = replicator(&b.store, &a.store, 0);
+    let round = sync
+        .round_within(100, Some(Duration::ZERO))
+        .await
+        .expect("round");
+    assert_eq!(round.pulled.requests, 1, "{round:?}");
+    assert_eq!(round.pulled.changes, 1_000, "{round:?}");
+    assert!(!round.pulled.caught_up, "{round:?}");
+    assert_eq!(round.pushed.requests, 1, "{round:?}");
+    let mut rounds = 1;
+    loop {
+        let round = sync
+            .round_within(100, Some(Duration::ZERO))
+            .await
+            .expect("round");
+        rounds += 1;
+        if round.pulled.caught_up && round.pushed.caught_up {
+            break;
+        }
+        assert!(rounds < 10, "no end to the copy: {round:?}");
+    }
+    assert_eq!(docs(&a.store).await, docs(&b.store).await);
+}
+
 /// A small deterministic generator (splitmix64).
 struct Rng(u64);
 
