@@ -295,6 +295,21 @@ async fn a_user_logs_in_registers_edits_finds_a_client_and_switches_language() {
     browser.close().await;
 }
 
+/// The first two nodes each write their own value of `field` of client
+/// `id`, then sync: a conflict.
+async fn edit_at_both_then_sync(cluster: &Cluster, id: &str, field: &str, values: [&str; 2]) {
+    for (node, value) in cluster.nodes.iter().zip(values) {
+        node.patch_json(
+            &format!("/api/v1/clients/{id}"),
+            &json!({ field: value }),
+            None,
+        )
+        .await
+        .expect_status(200, "concurrent edit");
+    }
+    cluster.sync_pair(0, 1).await;
+}
+
 async fn record(node: &TestNode, id: &str) -> Value {
     node.get(&format!("/api/v1/clients/{id}")).await.json
 }
@@ -338,16 +353,7 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
 
     // Both offices change the city before syncing: a conflict, shown with
     // each value; choosing one resolves it everywhere.
-    for (node, value) in [(here, "Самара"), (there, "Пермь")] {
-        node.patch_json(
-            &format!("/api/v1/clients/{id}"),
-            &json!({"city": value}),
-            None,
-        )
-        .await
-        .expect_status(200, "concurrent edit");
-    }
-    cluster.sync_pair(0, 1).await;
+    edit_at_both_then_sync(&cluster, &id, "city", ["Самара", "Пермь"]).await;
     assert!(record(there, &id).await["conflicts"]["city"].is_array());
     // The desktop lists the conflicted client, the peer, and who changed
     // what where.
@@ -401,16 +407,7 @@ async fn edits_and_conflicts_from_another_office_show_and_resolve_in_the_browser
     );
 
     // A second conflict, resolved by typing a third value instead.
-    for (node, value) in [(here, "Татарстан"), (there, "Пермский край")] {
-        node.patch_json(
-            &format!("/api/v1/clients/{id}"),
-            &json!({"region": value}),
-            None,
-        )
-        .await
-        .expect_status(200, "concurrent edit");
-    }
-    cluster.sync_pair(0, 1).await;
+    edit_at_both_then_sync(&cluster, &id, "region", ["Татарстан", "Пермский край"]).await;
     browser.goto(&card).await;
     let conflicts = browser.text("#conflicts").await;
     assert!(
