@@ -325,17 +325,14 @@ fn conflict_value(ctx: &Ctx, card: &Card, field: &FieldDef, value: &Json) -> Mar
     }
 }
 
-/// Who wrote a conflicting value: their name, else login, else id (the
-/// node itself for what it wrote before any user existed).
+/// Who wrote a conflicting value.
 fn conflict_author<'v>(ctx: &'v Ctx, value: &'v Json) -> &'v str {
-    match value["user"].as_str() {
-        Some("system") => ctx.t("app.system"),
-        user => value["display_name"]
-            .as_str()
-            .or(value["login"].as_str())
-            .or(user)
-            .unwrap_or_default(),
-    }
+    author_label(
+        ctx,
+        value["user"].as_str(),
+        value["display_name"].as_str(),
+        value["login"].as_str(),
+    )
 }
 
 fn contacts(ctx: &Ctx, card: &Card, id: &str, outcome: &Outcome) -> Markup {
@@ -436,14 +433,25 @@ fn history(ctx: &Ctx, card: &Card) -> Markup {
 
 /// Who made a change, as the history shows it.
 pub fn history_author<'e>(ctx: &'e Ctx, entry: &'e HistoryEntry) -> &'e str {
-    match entry.user.as_deref() {
+    author_label(
+        ctx,
+        entry.user.as_deref(),
+        entry.display_name.as_deref(),
+        entry.login.as_deref(),
+    )
+}
+
+/// A change's author as people know them: their name, else login, else
+/// id; the node itself for what it wrote before any user existed.
+fn author_label<'a>(
+    ctx: &'a Ctx,
+    user: Option<&'a str>,
+    display_name: Option<&'a str>,
+    login: Option<&'a str>,
+) -> &'a str {
+    match user {
         Some("system") => ctx.t("app.system"),
-        user => entry
-            .display_name
-            .as_deref()
-            .or(entry.login.as_deref())
-            .or(user)
-            .unwrap_or_default(),
+        user => display_name.or(login).or(user).unwrap_or_default(),
     }
 }
 

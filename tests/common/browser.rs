@@ -50,9 +50,6 @@ pub struct Browser {
     _driver: Driver,
     _profile: TempDir,
     test: String,
-    /// The stamp of the page most recently loaded by a navigation we
-    /// waited for.
-    stamp: std::sync::atomic::AtomicU64,
 }
 
 /// Makes sure Chromium and chromedriver are installed, with the same
@@ -128,7 +125,6 @@ impl Browser {
             _driver: driver,
             _profile: profile,
             test: test.to_owned(),
-            stamp: Default::default(),
         })
     }
 
@@ -185,17 +181,12 @@ impl Browser {
     /// Does what `action` does, which leaves the current page, and waits
     /// until the next page has loaded.
     async fn leaving(&self, action: impl std::future::Future<Output = Result<(), CmdError>>) {
-        let stamp = self
-            .stamp
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        self.script(&format!("window.__crmLeft = {stamp}; return null;"))
-            .await;
+        self.script("window.__crmLeft = true; return null;").await;
         action.await.expect("an action that leaves the page");
         let deadline = tokio::time::Instant::now() + ELEMENT_WAIT;
         loop {
-            // While the old page is still there the stamp is; a new page
-            // has none until it is complete.
+            // The old page carries the stamp; a new one has none, and is
+            // ready once complete.
             let state = self
                 .client
                 .execute(

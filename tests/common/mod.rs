@@ -248,6 +248,11 @@ impl TestNode {
         self.data.path()
     }
 
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
