@@ -100,8 +100,15 @@ fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     runtime()
 }
 
+/// Automerge opens an INFO span for every column of every change it parses
+/// (`#[instrument]`): a twentieth of a first sync's CPU, for nothing worth a
+/// log line. Its spans stay off unless the filter names automerge.
 fn init_logging(filter: &str) {
-    let filter = EnvFilter::new(filter);
+    let filter = if filter.contains("automerge") {
+        EnvFilter::new(filter)
+    } else {
+        EnvFilter::new(format!("{filter},automerge=warn"))
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -88,6 +88,46 @@ async fn a_file_imports_whole_or_not_at_all_and_exports_back() {
     assert!(resp.text.contains("vip;опт"));
 }
 
+/// Rows are checked in parallel batches: bad rows in several batches are
+/// all reported, first lines first, and none of the good rows is written.
+#[tokio::test]
+async fn bad_rows_anywhere_in_a_large_file_are_all_reported_and_nothing_is_written() {
+    let node = TestNode::start().await;
+    let bad_rows = [10usize, 700, 1150];
+    let mut csv = String::from("name,client_type,city\n");
+    for n in 0..1200 {
+        let client_type = if bad_rows.contains(&n) {
+            "robot"
+        } else {
+            "company"
+        };
+        csv.push_str(&format!("Клиент {n},{client_type},Казань\n"));
+    }
+    let resp = import(&node, "", &csv).await;
+    resp.expect_problem(422, "bad rows in three batches");
+    assert_eq!(resp.json["rejected_count"], 3, "{}", resp.text);
+    let lines: Vec<u64> = resp.json["rejected"]
+        .as_array()
+        .expect("rejected rows")
+        .iter()
+        .filter_map(|r| r["row"].as_u64())
+        .collect();
+    // Line 1 is the header.
+    assert_eq!(lines, [12, 702, 1152], "{}", resp.text);
+    assert!(list_all(&node, "clients", &[]).await.is_empty());
+
+    // The same file without its bad rows imports whole.
+    let good: String = csv
+        .lines()
+        .filter(|line| !line.contains("robot"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let resp = import(&node, "", &good).await;
+    resp.expect_status(200, "import");
+    assert_eq!(resp.json["imported"], 1197);
+    assert_eq!(list_all(&node, "clients", &[]).await.len(), 1197);
+}
+
 #[tokio::test]
 async fn the_cli_imports_and_exports_with_or_without_a_running_node() {
     let mut node = TestNode::start().await;

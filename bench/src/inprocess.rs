@@ -8,32 +8,32 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use crm_sync::automerge::transaction::{Transactable, Transaction};
-use crm_sync::automerge::{ScalarValue, ROOT};
+use std::collections::HashMap;
+
+use crm_sync::automerge::{hydrate, ScalarValue};
 use crm_sync::{ChangeMeta, NoProjection, Store, StoreConfig, StoreError};
 use serde_json::Value;
 
 use crate::generator;
 use crate::load::{self, LoadResult, Stop};
 
-/// Puts the scalar fields of a generated record at the document's root.
-fn put_scalars(tx: &mut Transaction<'_>, record: &Value) -> Result<(), StoreError> {
+/// The scalar fields of a generated record, as a new document's root.
+fn scalar_root(record: &Value) -> HashMap<String, hydrate::Value> {
     let Some(fields) = record.as_object() else {
-        return Ok(());
+        return HashMap::new();
     };
-    for (name, value) in fields {
-        let scalar = match value {
-            Value::String(s) => ScalarValue::Str(s.as_str().into()),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => ScalarValue::Int(i),
-                None => continue,
-            },
-            Value::Bool(b) => ScalarValue::Boolean(*b),
-            _ => continue,
-        };
-        tx.put(ROOT, name.as_str(), scalar)?;
-    }
-    Ok(())
+    fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let scalar = match value {
+                Value::String(s) => ScalarValue::Str(s.as_str().into()),
+                Value::Number(n) => ScalarValue::Int(n.as_i64()?),
+                Value::Bool(b) => ScalarValue::Boolean(*b),
+                _ => return None,
+            };
+            Some((name.clone(), scalar.into()))
+        })
+        .collect()
 }
 
 /// Creates `count` generated clients in a fresh store in `dir` with
@@ -68,7 +68,7 @@ pub async fn create_limit(
             // the writer only stores it.
             let builder = store.clone();
             let prepared = tokio::task::spawn_blocking(move || {
-                builder.prepare("clients", &meta, |tx| put_scalars(tx, &record))
+                builder.prepare_root("clients", &meta, scalar_root(&record))
             })
             .await
             .map_err(|e| e.to_string())?

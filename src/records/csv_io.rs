@@ -13,8 +13,8 @@ use crm_schema::{FieldDef, FieldType, KindDef};
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::input::{check_rules, parse_body, Assignments, FieldError, Mode};
-use super::{assigned, RecordError};
+use super::input::{check_new, Assignments, FieldError};
+use super::RecordError;
 
 /// Rejected rows reported at most; the count covers all of them.
 const REPORTED_ROWS: usize = 100;
@@ -130,57 +130,133 @@ pub fn parse_rows(
     csv: &[u8],
     map: &ColumnMap,
 ) -> Result<Vec<Assignments>, RecordError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(csv);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| RecordError::BadQuery(format!("the CSV header does not parse: {e}")))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let columns = map.resolve(kind, &headers)?;
-    let mut rows = Vec::new();
-    let mut rejected = Vec::new();
-    let mut rejected_count = 0;
-    for (n, record) in reader.records().enumerate() {
-        let line = n as u64 + 2;
-        let record = record.map_err(|e| {
-            RecordError::BadQuery(format!("line {line} of the CSV does not parse: {e}"))
-        })?;
+    let file = CsvRows::read(kind, csv, map)?;
+    let mut rows = Vec::with_capacity(file.len());
+    let mut rejections = Rejections::default();
+    for index in 0..file.len() {
+        match check_new(kind, &file.body(kind, index)) {
+            Ok(assignments) => rows.push(assignments),
+            Err(errors) => rejections.add(index, errors),
+        }
+        if (index + 1) % 50_000 == 0 {
+            tracing::info!(kind = %kind.collection, rows = index + 1, "import: rows checked");
+        }
+    }
+    rejections.into_result()?;
+    Ok(rows)
+}
+
+/// The data rows of a CSV file as read, with the field each column goes
+/// to; nothing is checked yet but the CSV itself and its header. Rows stay
+/// CSV records (one buffer each) until they are checked: as JSON bodies,
+/// a 100,000-row file took a quarter of a gigabyte.
+pub struct CsvRows {
+    columns: Vec<Option<usize>>,
+    records: Vec<csv::StringRecord>,
+}
+
+impl CsvRows {
+    pub fn read(kind: &KindDef, csv: &[u8], map: &ColumnMap) -> Result<CsvRows, RecordError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(csv);
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| RecordError::BadQuery(format!("the CSV header does not parse: {e}")))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let columns = map.resolve(kind, &headers)?;
+        let records = reader
+            .records()
+            .enumerate()
+            .map(|(index, record)| {
+                record.map_err(|e| {
+                    RecordError::BadQuery(format!(
+                        "line {} of the CSV does not parse: {e}",
+                        line_of(index)
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CsvRows { columns, records })
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The data row at `index` as a request body (field name -> value).
+    pub fn body(&self, kind: &KindDef, index: usize) -> Map<String, Json> {
         let mut body = Map::new();
-        for (cell, column) in record.iter().zip(&columns) {
+        let Some(record) = self.records.get(index) else {
+            return body;
+        };
+        for (cell, column) in record.iter().zip(&self.columns) {
             if let (Some(index), false) = (column, cell.trim().is_empty()) {
                 let field = &kind.fields[*index];
                 body.insert(field.name.clone(), cell_json(field, cell));
             }
         }
-        let checked = parse_body(kind, &body, Mode::Create).and_then(|assignments| {
-            let errors = check_rules(kind, |name| assigned(kind, &assignments, name).flatten());
-            if errors.is_empty() {
-                Ok(assignments)
-            } else {
-                Err(errors)
-            }
+        body
+    }
+}
+
+/// The line of the data row at `index` (the header is line 1).
+fn line_of(index: usize) -> u64 {
+    index as u64 + 2
+}
+
+/// The rows that did not pass, gathered from any number of checkers.
+#[derive(Default)]
+pub struct Rejections {
+    rows: Vec<RowError>,
+    count: u64,
+}
+
+impl Rejections {
+    /// The data row at `index` did not pass.
+    pub fn add(&mut self, index: usize, errors: Vec<FieldError>) {
+        self.count += 1;
+        // Kept whole until the end: checkers report out of order, and the
+        // report lists the first rows of the file.
+        self.rows.push(RowError {
+            row: line_of(index),
+            errors,
         });
-        match checked {
-            Ok(assignments) => rows.push(assignments),
-            Err(errors) => {
-                rejected_count += 1;
-                if rejected.len() < REPORTED_ROWS {
-                    rejected.push(RowError { row: line, errors });
-                }
-            }
-        }
-        if (n + 1) % 50_000 == 0 {
-            tracing::info!(kind = %kind.collection, rows = n + 1, "import: rows checked");
+        if self.rows.len() >= 2 * REPORTED_ROWS {
+            self.trim();
         }
     }
-    if rejected_count > 0 {
-        return Err(RecordError::ImportRejected {
-            rejected,
-            count: rejected_count,
-        });
+
+    pub fn append(&mut self, other: Rejections) {
+        self.count += other.count;
+        self.rows.extend(other.rows);
+        self.trim();
     }
-    Ok(rows)
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn trim(&mut self) {
+        self.rows.sort_by_key(|r| r.row);
+        self.rows.truncate(REPORTED_ROWS);
+    }
+
+    /// `Ok` when no row was rejected, else the import's rejection.
+    pub fn into_result(mut self) -> Result<(), RecordError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        self.trim();
+        Err(RecordError::ImportRejected {
+            rejected: self.rows,
+            count: self.count,
+        })
+    }
 }
 
 /// A row refused by a check made while writing (a reference, a unique
@@ -199,8 +275,7 @@ pub fn reject_row(index: usize, error: RecordError) -> RecordError {
     };
     RecordError::ImportRejected {
         rejected: vec![RowError {
-            // Line numbers: the header is line 1.
-            row: index as u64 + 2,
+            row: line_of(index),
             errors,
         }],
         count: 1,

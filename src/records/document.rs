@@ -3,11 +3,12 @@
 //! `member -> true` for sets, `created_at` and `deleted` beside them.
 //! Reading works at the current state or at any past heads (for history).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use automerge::transaction::{Transactable, Transaction};
 use automerge::{
-    Automerge, AutomergeError, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+    hydrate, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue,
+    TextEncoding, Value, ROOT,
 };
 use chrono::{DateTime, NaiveDate};
 use crm_schema::{FieldDef, FieldType, KindDef};
@@ -43,36 +44,73 @@ fn date_to_ms(date: NaiveDate) -> i64 {
         .unwrap_or_default()
 }
 
-/// Empty containers for text and set fields, made with the record so that
-/// later edits on several nodes merge inside one object instead of making
-/// rival objects.
-pub fn create_containers(
-    tx: &mut Transaction<'_>,
+/// A new record's whole root map: `created_at`, `deleted`, every assigned
+/// field, and an empty container for each unassigned text or set field (so
+/// that later edits on several nodes merge inside one object instead of
+/// making rival objects). Handed to Automerge in one batch: a `put` per
+/// field splices every column of the op set once per op, which made
+/// building a 16-field client three times slower.
+pub fn new_root<'a>(
     kind: &KindDef,
     now_ms: i64,
-) -> Result<(), AutomergeError> {
-    tx.put(ROOT, CREATED_AT, ScalarValue::Timestamp(now_ms))?;
-    tx.put(ROOT, DELETED, false)?;
+    assigned: impl IntoIterator<Item = (&'a FieldDef, &'a FieldValue)>,
+) -> HashMap<String, hydrate::Value> {
+    let mut root = HashMap::with_capacity(kind.fields.len() + 3);
+    root.insert(CREATED_AT.to_owned(), ScalarValue::Timestamp(now_ms).into());
+    root.insert(DELETED.to_owned(), ScalarValue::Boolean(false).into());
     for field in &kind.fields {
-        match field.ty {
-            FieldType::Text => {
-                tx.put_object(ROOT, field.name.as_str(), ObjType::Text)?;
-            }
-            FieldType::Set => {
-                tx.put_object(ROOT, field.name.as_str(), ObjType::Map)?;
-            }
-            _ => {}
-        }
+        let empty = match field.ty {
+            FieldType::Text => hydrate::Value::text(TextEncoding::platform_default(), ""),
+            FieldType::Set => hydrate::Value::map(),
+            _ => continue,
+        };
+        root.insert(field.name.clone(), empty);
     }
-    Ok(())
+    for (field, value) in assigned {
+        let hydrated = match (field.ty, value) {
+            (FieldType::Text, FieldValue::Text(s) | FieldValue::Str(s)) => {
+                hydrate::Value::text(TextEncoding::platform_default(), s)
+            }
+            (FieldType::Set, FieldValue::Set(members)) => hydrate::Value::Map(
+                members
+                    .iter()
+                    .map(|m| (m.clone(), ScalarValue::Boolean(true).into()))
+                    .collect::<HashMap<String, hydrate::Value>>()
+                    .into(),
+            ),
+            (FieldType::Text | FieldType::Set, _) => continue,
+            (_, value) => {
+                let Some((scalar, currency)) = scalar_of(value) else {
+                    continue;
+                };
+                if let Some(currency) = currency {
+                    root.insert(
+                        currency_key(field),
+                        ScalarValue::Str(currency.into()).into(),
+                    );
+                }
+                scalar.into()
+            }
+        };
+        root.insert(field.name.clone(), hydrated);
+    }
+    root
 }
 
-/// A document being created (nothing to supersede or diff against) or an
-/// existing one being changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    New,
-    Existing,
+/// The scalar a field value is stored as, with the currency that goes
+/// beside a money amount; `None` for sets.
+fn scalar_of(value: &FieldValue) -> Option<(ScalarValue, Option<&str>)> {
+    Some(match value {
+        FieldValue::Str(s) | FieldValue::Text(s) => (ScalarValue::Str(s.as_str().into()), None),
+        FieldValue::Int(i) => (ScalarValue::Int(*i), None),
+        FieldValue::Bool(b) => (ScalarValue::Boolean(*b), None),
+        FieldValue::Date(d) => (ScalarValue::Timestamp(date_to_ms(*d)), None),
+        FieldValue::DateTime(ms) => (ScalarValue::Timestamp(*ms), None),
+        FieldValue::Money { minor, currency } => {
+            (ScalarValue::Int(*minor), Some(currency.as_str()))
+        }
+        FieldValue::Set(_) => return None,
+    })
 }
 
 /// Writes `value` (or clears the field) in the document. Writing a field
@@ -82,7 +120,6 @@ pub fn write_field(
     tx: &mut Transaction<'_>,
     field: &FieldDef,
     value: Option<&FieldValue>,
-    target: Target,
 ) -> Result<(), AutomergeError> {
     let name = field.name.as_str();
     match (field.ty, value) {
@@ -99,12 +136,7 @@ pub fn write_field(
                 Some(id) => id,
                 None => tx.put_object(ROOT, name, ObjType::Text)?,
             };
-            if target == Target::New {
-                // Empty: insert, no diff.
-                tx.splice_text(&id, 0, 0, text)?;
-            } else {
-                tx.update_text(&id, text)?;
-            }
+            tx.update_text(&id, text)?;
         }
         (FieldType::Set, value) => {
             let wanted = match value {
@@ -130,24 +162,13 @@ pub fn write_field(
             }
         }
         (_, Some(value)) => {
-            let scalar = match value {
-                FieldValue::Str(s) | FieldValue::Text(s) => ScalarValue::Str(s.as_str().into()),
-                FieldValue::Int(i) => ScalarValue::Int(*i),
-                FieldValue::Bool(b) => ScalarValue::Boolean(*b),
-                FieldValue::Date(d) => ScalarValue::Timestamp(date_to_ms(*d)),
-                FieldValue::DateTime(ms) => ScalarValue::Timestamp(*ms),
-                FieldValue::Money { minor, currency } => {
-                    put_superseding(
-                        tx,
-                        &currency_key(field),
-                        ScalarValue::Str(currency.as_str().into()),
-                        target,
-                    )?;
-                    ScalarValue::Int(*minor)
-                }
-                FieldValue::Set(_) => return Ok(()),
+            let Some((scalar, currency)) = scalar_of(value) else {
+                return Ok(());
             };
-            put_superseding(tx, name, scalar, target)?;
+            if let Some(currency) = currency {
+                put_superseding(tx, &currency_key(field), ScalarValue::Str(currency.into()))?;
+            }
+            put_superseding(tx, name, scalar)?;
         }
     }
     Ok(())
@@ -167,9 +188,8 @@ fn put_superseding(
     tx: &mut Transaction<'_>,
     key: &str,
     value: ScalarValue,
-    target: Target,
 ) -> Result<(), AutomergeError> {
-    if target == Target::Existing && tx.get_all(ROOT, key)?.len() > 1 {
+    if tx.get_all(ROOT, key)?.len() > 1 {
         tx.delete(ROOT, key)?;
     }
     tx.put(ROOT, key, value)
@@ -432,13 +452,21 @@ mod tests {
     ) {
         let field = kind.field(name).expect("field exists").clone();
         let mut tx = doc.transaction();
-        write_field(&mut tx, &field, value.as_ref(), Target::Existing).expect("write succeeds");
+        write_field(&mut tx, &field, value.as_ref()).expect("write succeeds");
         // The author is named after the time, as `Author` does with ids.
         tx.commit_with(
             automerge::transaction::CommitOptions::default()
                 .with_time(time)
                 .with_message(format!("user-{time}")),
         );
+    }
+
+    /// A new record with no field set, made at time 1.
+    fn init(doc: &mut Automerge, kind: &KindDef) {
+        let mut tx = doc.transaction();
+        tx.init_root_from_hydrate(&new_root(kind, 1, []).into())
+            .expect("new root");
+        tx.commit_with(automerge::transaction::CommitOptions::default().with_time(1));
     }
 
     fn actor(n: u8) -> automerge::ActorId {
@@ -454,9 +482,7 @@ mod tests {
     fn forks_editing_one_field_conflict_and_a_write_resolves() {
         let kind = clients();
         let mut a = Automerge::new().with_actor(actor(1));
-        let mut tx = a.transaction();
-        create_containers(&mut tx, &kind, 1).expect("containers");
-        tx.commit();
+        init(&mut a, &kind);
         write(
             &mut a,
             &kind,
@@ -574,9 +600,7 @@ mod tests {
     fn fields_round_trip_and_read_at_past_heads() {
         let kind = clients();
         let mut doc = Automerge::new().with_actor(actor(1));
-        let mut tx = doc.transaction();
-        create_containers(&mut tx, &kind, 1).expect("containers");
-        tx.commit();
+        init(&mut doc, &kind);
         let before = doc.get_heads();
         let tags = FieldValue::Set(["vip".to_owned(), "key".to_owned()].into());
         write(&mut doc, &kind, "tags", Some(tags.clone()), 2);
@@ -605,5 +629,65 @@ mod tests {
             .map(|f| read_field(&doc, f, At::Now))
             .collect();
         assert_eq!(view.values, one_by_one);
+    }
+
+    #[test]
+    fn a_new_root_reads_back_as_its_values_and_merges_edits() {
+        let kind = clients();
+        let field = |name: &str| kind.field(name).expect("field exists");
+        let tags = FieldValue::Set(["vip".to_owned()].into());
+        let name = FieldValue::Str("ООО «Ромашка»".into());
+        let notes = FieldValue::Text("first".into());
+        let assigned = [
+            (field("name"), &name),
+            (field("tags"), &tags),
+            (field("notes"), &notes),
+        ];
+        let mut a = Automerge::new().with_actor(actor(1));
+        let mut tx = a.transaction();
+        tx.init_root_from_hydrate(&new_root(&kind, 5, assigned).into())
+            .expect("new root");
+        tx.commit_with(automerge::transaction::CommitOptions::default().with_time(5));
+        let view = read_record(&a, &kind, DocId::new());
+        assert_eq!(view.created_at, 5);
+        assert!(!view.deleted);
+        for (field, value) in assigned {
+            assert_eq!(read_field(&a, field, At::Now).as_ref(), Some(value));
+        }
+        assert_eq!(read_field(&a, field("city"), At::Now), None);
+        // The containers are shared: concurrent edits merge inside them.
+        let mut b = a.fork().with_actor(actor(2));
+        write(
+            &mut a,
+            &kind,
+            "tags",
+            Some(FieldValue::Set(["vip".to_owned(), "a".to_owned()].into())),
+            6,
+        );
+        write(
+            &mut b,
+            &kind,
+            "tags",
+            Some(FieldValue::Set(["vip".to_owned(), "b".to_owned()].into())),
+            7,
+        );
+        write(
+            &mut b,
+            &kind,
+            "city",
+            Some(FieldValue::Str("Пермь".into())),
+            7,
+        );
+        a.merge(&mut b).expect("merge");
+        let merged = ["a", "b", "vip"].map(str::to_owned).into();
+        assert_eq!(
+            read_field(&a, field("tags"), At::Now),
+            Some(FieldValue::Set(merged))
+        );
+        assert_eq!(
+            read_field(&a, field("city"), At::Now),
+            Some(FieldValue::Str("Пермь".into()))
+        );
+        assert!(read_record(&a, &kind, DocId::new()).conflicts.is_empty());
     }
 }

@@ -126,3 +126,16 @@ pub fn check_rules<'v>(
     }
     errors
 }
+
+/// A new record's body checked whole: its fields, then the kind's rules.
+pub fn check_new(kind: &KindDef, body: &Map<String, Json>) -> Result<Assignments, Vec<FieldError>> {
+    let assignments = parse_body(kind, body, Mode::Create)?;
+    let errors = check_rules(kind, |name| {
+        super::assigned(kind, &assignments, name).flatten()
+    });
+    if errors.is_empty() {
+        Ok(assignments)
+    } else {
+        Err(errors)
+    }
+}

@@ -126,6 +126,10 @@ pub struct Records {
     schema: Arc<Schema>,
     /// Renders new records' rows outside the writer.
     projector: Arc<projection::RecordProjector>,
+    /// Creates building documents at once: one per core. Thirty-two
+    /// concurrent creates on as many blocking threads only took turns on
+    /// two cores, and the writer waited its turn among them.
+    building: Arc<tokio::sync::Semaphore>,
 }
 
 /// Documents prepared and rendered per batch of an import.
@@ -134,8 +138,19 @@ const IMPORT_BATCH: usize = 500;
 /// One imported row, ready for the writer: `index` is its place in the file.
 struct PreparedRow {
     index: usize,
+    assignments: Assignments,
     doc: crm_sync::PreparedDoc,
     rows: projection::RecordRows,
+}
+
+/// What an import worker hands the writer for one batch of rows.
+enum ImportBatch {
+    /// Every row passed its checks and is ready to store.
+    Ready(Vec<PreparedRow>),
+    /// Rows that did not pass (the batch's others are not prepared).
+    Rejected(csv_io::Rejections),
+    /// Preparing a document failed: the import stops.
+    Failed(RecordError),
 }
 
 impl Records {
@@ -144,10 +159,12 @@ impl Records {
         schema: Arc<Schema>,
         projector: Arc<projection::RecordProjector>,
     ) -> Records {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Records {
             store,
             schema,
             projector,
+            building: Arc::new(tokio::sync::Semaphore::new(cores)),
         }
     }
 
@@ -159,10 +176,11 @@ impl Records {
         meta: &ChangeMeta,
         assignments: &Assignments,
     ) -> Result<(crm_sync::PreparedDoc, projection::RecordRows), RecordError> {
-        let mut prepared = self.store.prepare(&kind.collection, meta, |tx| {
-            document::create_containers(tx, kind, meta.time_ms).map_err(StoreError::from)?;
-            write_assignments(tx, kind, assignments, document::Target::New)
-        })?;
+        let assigned = assignments
+            .iter()
+            .filter_map(|(index, value)| Some((&kind.fields[*index], value.as_ref()?)));
+        let root = document::new_root(kind, meta.time_ms, assigned);
+        let mut prepared = self.store.prepare_root(&kind.collection, meta, root)?;
         let rows = prepared
             .doc_ref()
             .and_then(|doc| self.projector.render_rows(&doc))
@@ -172,6 +190,49 @@ impl Records {
         // The rows are all the writer needs; the built document is large.
         prepared.release_doc();
         Ok((prepared, rows))
+    }
+
+    /// Checks the rows of one import batch (`rows` of `file`) and prepares
+    /// their documents, unless this or another
+    /// batch had a row rejected: then only the checks run.
+    fn import_batch(
+        &self,
+        kind: &KindDef,
+        meta: &ChangeMeta,
+        file: &csv_io::CsvRows,
+        rows: std::ops::Range<usize>,
+        rejected: &std::sync::atomic::AtomicBool,
+    ) -> ImportBatch {
+        use std::sync::atomic::Ordering;
+        let mut rejections = csv_io::Rejections::default();
+        let mut ready = Vec::with_capacity(rows.len());
+        for index in rows {
+            let assignments = match input::check_new(kind, &file.body(kind, index)) {
+                Ok(assignments) => assignments,
+                Err(errors) => {
+                    rejected.store(true, Ordering::Relaxed);
+                    rejections.add(index, errors);
+                    continue;
+                }
+            };
+            if rejected.load(Ordering::Relaxed) {
+                continue;
+            }
+            match self.prepare_record(kind, meta, &assignments) {
+                Ok((doc, rows)) => ready.push(PreparedRow {
+                    index,
+                    assignments,
+                    doc,
+                    rows,
+                }),
+                Err(e) => return ImportBatch::Failed(e),
+            }
+        }
+        if rejections.is_empty() && !rejected.load(Ordering::Relaxed) {
+            ImportBatch::Ready(ready)
+        } else {
+            ImportBatch::Rejected(rejections)
+        }
     }
 
     pub fn schema(&self) -> &Schema {
@@ -219,17 +280,23 @@ impl Records {
         body: Map<String, Json>,
         author: &Author,
     ) -> Result<Versioned, RecordError> {
-        let assignments = parse_off_runtime(&kind, body, Mode::Create).await?;
-        let errors = check_rules(&kind, |name| assigned(&kind, &assignments, name).flatten());
-        if !errors.is_empty() {
-            return Err(RecordError::Invalid(errors));
-        }
         let meta = author.meta();
         let records = self.clone();
         let prepare_kind = kind.clone();
-        let prepare_assignments = assignments.clone();
-        let (prepared, rows) = tokio::task::spawn_blocking(move || {
-            records.prepare_record(&prepare_kind, &meta, &prepare_assignments)
+        let permit = self
+            .building
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| RecordError::Internal(e.to_string()))?;
+        // Checks and document on one blocking thread: one hop instead of
+        // two, and the phone-number memo serves the check and the rows.
+        let (assignments, prepared, rows) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let kind = &prepare_kind;
+            let assignments = input::check_new(kind, &body).map_err(RecordError::Invalid)?;
+            let (prepared, rows) = records.prepare_record(kind, &meta, &assignments)?;
+            Ok::<_, RecordError>((assignments, prepared, rows))
         })
         .await
         .map_err(|e| RecordError::Internal(e.to_string()))??;
@@ -321,9 +388,7 @@ impl Records {
                 }
                 check_references(txn, &schema, &kind, &assignments)?;
                 unique::check(txn, &kind, Some(&id), value_of)?;
-                txn.edit(&id, &meta, |tx| {
-                    write_assignments(tx, &kind, &assignments, document::Target::Existing)
-                })?;
+                txn.edit(&id, &meta, |tx| write_assignments(tx, &kind, &assignments))?;
                 served(txn.conn(), &schema, stored_json(txn.conn(), &kind, &id)?)
             })
             .await
@@ -508,8 +573,9 @@ impl Records {
 
 impl Records {
     /// Imports every row of `csv` as a new record of `collection`, or none:
-    /// all rows are checked first, then written in one transaction. With
-    /// `dry_run` only the checks run. Returns the number of rows.
+    /// every row is checked, and all are written in one transaction only
+    /// when all pass. With `dry_run` only the checks run. Returns the
+    /// number of rows.
     pub async fn import_csv(
         &self,
         collection: &str,
@@ -519,52 +585,47 @@ impl Records {
         author: &Author,
     ) -> Result<u64, RecordError> {
         let kind = self.writable_kind(collection)?;
-        let checked_kind = kind.clone();
         let started = std::time::Instant::now();
-        let rows =
-            tokio::task::spawn_blocking(move || csv_io::parse_rows(&checked_kind, &csv, &map))
+        if dry_run {
+            let rows = tokio::task::spawn_blocking(move || csv_io::parse_rows(&kind, &csv, &map))
                 .await
                 .map_err(|e| RecordError::Internal(e.to_string()))??;
-        let count = rows.len() as u64;
-        tracing::info!(kind = %kind.collection, rows = count, ms = started.elapsed().as_millis() as u64, "import: all rows pass");
-        if dry_run {
-            return Ok(count);
+            return Ok(rows.len() as u64);
         }
+        let read_kind = kind.clone();
+        let file =
+            tokio::task::spawn_blocking(move || csv_io::CsvRows::read(&read_kind, &csv, &map))
+                .await
+                .map_err(|e| RecordError::Internal(e.to_string()))??;
+        let count = file.len() as u64;
+        tracing::info!(kind = %kind.collection, rows = count, ms = started.elapsed().as_millis() as u64, "import: file read");
         let meta = author.meta();
-        // Documents are prepared in parallel batches and stored by one
-        // write job as they come: one transaction, so all or nothing, while
-        // only a few batches are in memory at once.
-        let (batches, received) =
-            std::sync::mpsc::sync_channel::<Result<Vec<PreparedRow>, RecordError>>(4);
-        let rows = Arc::new(rows);
+        // Rows are checked and their documents prepared in parallel
+        // batches (a row's checks and its document on one thread, so the
+        // phone-number memo serves both), and stored by one write job as
+        // they come: one transaction, so all or nothing, while only a few
+        // batches are in memory at once. Once a row fails, the workers only
+        // check the rest, so the report covers the whole file.
+        let (batches, received) = std::sync::mpsc::sync_channel::<ImportBatch>(4);
         let records = self.clone();
         let prepare_kind = kind.clone();
-        let prepare_rows = rows.clone();
         let producer = tokio::task::spawn_blocking(move || {
-            let rows = prepare_rows;
+            let file = file;
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let rejected = std::sync::atomic::AtomicBool::new(false);
             std::thread::scope(|scope| {
                 for worker in 0..threads {
                     let batches = batches.clone();
-                    let (records, kind, meta, rows) = (&records, &prepare_kind, &meta, &rows);
+                    let (records, kind, meta, file, rejected) =
+                        (&records, &prepare_kind, &meta, &file, &rejected);
                     scope.spawn(move || {
-                        let chunks = rows.chunks(IMPORT_BATCH).enumerate();
-                        for (n, chunk) in chunks.skip(worker).step_by(threads) {
-                            let first = n * IMPORT_BATCH;
-                            let batch = chunk
-                                .iter()
-                                .enumerate()
-                                .map(|(i, a)| {
-                                    let (doc, rows) = records.prepare_record(kind, meta, a)?;
-                                    Ok(PreparedRow {
-                                        index: first + i,
-                                        doc,
-                                        rows,
-                                    })
-                                })
-                                .collect::<Result<Vec<_>, RecordError>>();
-                            let failed = batch.is_err();
-                            // The writer stopped (a row failed): stop too.
+                        let starts = (0..file.len()).step_by(IMPORT_BATCH);
+                        for first in starts.skip(worker).step_by(threads) {
+                            let rows = first..(first + IMPORT_BATCH).min(file.len());
+                            let batch = records.import_batch(kind, meta, file, rows, rejected);
+                            let failed = matches!(batch, ImportBatch::Failed(_));
+                            // The writer stopped (a row failed a write-time
+                            // check, or storage failed): stop too.
                             if batches.send(batch).is_err() || failed {
                                 return;
                             }
@@ -578,10 +639,22 @@ impl Records {
             .store
             .write(move |txn| {
                 let mut done = 0u64;
+                let mut rejections = csv_io::Rejections::default();
                 for batch in received {
-                    for row in batch? {
+                    let rows = match batch {
+                        ImportBatch::Ready(rows) => rows,
+                        ImportBatch::Rejected(more) => {
+                            rejections.append(more);
+                            continue;
+                        }
+                        ImportBatch::Failed(e) => return Err(e),
+                    };
+                    if !rejections.is_empty() {
+                        continue;
+                    }
+                    for row in rows {
                         done += 1;
-                        let assignments = &rows[row.index];
+                        let assignments = &row.assignments;
                         check_references(txn, &schema, &kind, assignments)
                             .and_then(|()| {
                                 unique::check(txn, &kind, None, |name| {
@@ -598,6 +671,7 @@ impl Records {
                         }
                     }
                 }
+                rejections.into_result()?;
                 Ok::<_, RecordError>(done)
             })
             .await;
@@ -698,10 +772,9 @@ fn write_assignments(
     tx: &mut automerge::transaction::Transaction<'_>,
     kind: &KindDef,
     assignments: &Assignments,
-    target: document::Target,
 ) -> Result<(), RecordError> {
     for (index, value) in assignments {
-        write_field(tx, &kind.fields[*index], value.as_ref(), target).map_err(StoreError::from)?;
+        write_field(tx, &kind.fields[*index], value.as_ref()).map_err(StoreError::from)?;
     }
     Ok(())
 }

@@ -50,6 +50,12 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "cache_size", -32_000)?;
     // Savepoints journal the pages they touch; in memory, not a temp file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The checkpoint thread keeps the WAL short; this is its backstop.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        crate::checkpointer::WRITER_AUTOCHECKPOINT,
+    )?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             scope TEXT NOT NULL,
@@ -59,6 +65,18 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             PRIMARY KEY (scope, version)
         )",
     )?;
+    Ok(conn)
+}
+
+/// The checkpoint thread's connection (see [`crate::checkpointer`]); it
+/// writes only the database file, with the writer's durability.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // A connection closing last would checkpoint and drop the WAL itself;
+    // that is the writer's job at shutdown.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 

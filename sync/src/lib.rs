@@ -6,6 +6,7 @@
 //! document means is the business of the [`Projector`] the node plugs in.
 
 mod cache;
+mod checkpointer;
 mod database;
 mod error;
 pub mod feed;
@@ -100,6 +101,7 @@ impl Store {
             config.cache_capacity,
             projector.clone(),
             latest_tx,
+            checkpointer::Checkpointer::spawn(&config.path)?,
         )?;
         Ok(Store {
             inner: Arc::new(StoreInner {

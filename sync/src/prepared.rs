@@ -4,7 +4,9 @@
 //! only stores the result.
 
 use automerge::transaction::{Transactable, Transaction};
-use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
+use std::collections::HashMap;
+
+use automerge::{hydrate, ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
 
 use crate::projector::DocRef;
 use crate::writer::ChangeMeta;
@@ -37,7 +39,6 @@ impl PreparedDoc {
     where
         E: From<StoreError>,
     {
-        let id = DocId::new();
         let mut doc = Automerge::new().with_actor(actor);
         let mut tx = doc.transaction();
         tx.put(ROOT, "kind", kind).map_err(StoreError::from)?;
@@ -46,13 +47,44 @@ impl PreparedDoc {
             return Err(e);
         }
         let (hash, _) = tx.commit_with(meta.options());
-        // The `kind` put above guarantees a change.
-        let mut change = committed_change(&doc, hash, &id)?;
+        Ok(PreparedDoc::committed(doc, hash, kind)?)
+    }
+
+    /// A document whose first change puts `root` (plus `kind`) at its root
+    /// in one batch: much cheaper than a `put` per key (see
+    /// [`Store::prepare_root`]).
+    pub(crate) fn from_root(
+        actor: ActorId,
+        kind: &str,
+        meta: &ChangeMeta,
+        mut root: HashMap<String, hydrate::Value>,
+    ) -> Result<PreparedDoc, StoreError> {
+        root.insert("kind".to_owned(), kind.into());
+        let mut doc = Automerge::new().with_actor(actor);
+        let mut tx = doc.transaction();
+        // Only ever on an empty document: the batch appends its ops after
+        // whatever the op set holds, so keys put earlier would be out of
+        // order.
+        tx.init_root_from_hydrate(&root.into())?;
+        let (hash, _) = tx.commit_with(meta.options());
+        PreparedDoc::committed(doc, hash, kind)
+    }
+
+    fn committed(
+        doc: Automerge,
+        hash: Option<ChangeHash>,
+        kind: &str,
+    ) -> Result<PreparedDoc, StoreError> {
+        let id = DocId::new();
+        // The `kind` put guarantees a change.
+        let change = committed_change(&doc, hash, &id)?;
         // A document of one change loads from that change's bytes, which
         // the feed needs anyway: `doc.save()` would encode the same ops a
-        // second time (about 15% of an import). Compaction writes a real
-        // snapshot once the document has a tail.
-        let saved = change.bytes().into_owned();
+        // second time (about 15% of an import). Uncompressed, as the feed
+        // sends them: deflating a change of a few hundred bytes saves
+        // little room and took a tenth of an import. Compaction writes a
+        // real snapshot once the document has a tail.
+        let saved = change.raw_bytes().to_vec();
         Ok(PreparedDoc {
             id,
             kind: kind.to_owned(),
@@ -96,6 +128,19 @@ impl Store {
         E: From<StoreError>,
     {
         PreparedDoc::build(self.identity().actor(), kind, meta, build)
+    }
+
+    /// Builds a new document of `kind` whose root holds `root`, on the
+    /// calling thread. The fast way to make a document: Automerge inserts
+    /// the whole tree in one batch, where [`Store::prepare`]'s `put`s each
+    /// splice the op set.
+    pub fn prepare_root(
+        &self,
+        kind: &str,
+        meta: &ChangeMeta,
+        root: HashMap<String, hydrate::Value>,
+    ) -> Result<PreparedDoc, StoreError> {
+        PreparedDoc::from_root(self.identity().actor(), kind, meta, root)
     }
 }
 

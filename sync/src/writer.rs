@@ -11,6 +11,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{DocCache, LoadedDoc};
+use crate::checkpointer::Checkpointer;
 use crate::prepared::PreparedDoc;
 use crate::projector::{Deferred, DocRef, Projector, Rendered};
 use crate::{stored_doc, DocId, NodeIdentity, StoreError};
@@ -399,6 +400,7 @@ pub(crate) fn spawn(
     cache_capacity: usize,
     projector: std::sync::Arc<dyn Projector>,
     latest: watch::Sender<i64>,
+    checkpointer: Checkpointer,
 ) -> Result<WriterHandle, StoreError> {
     let (sender, mut receiver) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
@@ -422,6 +424,8 @@ pub(crate) fn spawn(
                 }
                 writer.commit_group(group);
             }
+            // Stopped before the last checkpoint, which truncates the WAL.
+            drop(checkpointer);
             close(conn);
         })
         .map_err(|e| StoreError::TaskFailed(e.to_string()))?;
