@@ -130,6 +130,8 @@ pub struct Records {
     /// concurrent creates on as many blocking threads only took turns on
     /// two cores, and the writer waited its turn among them.
     building: Arc<tokio::sync::Semaphore>,
+    /// List filters' recent match counts (see `query::FilterCounts`).
+    filter_counts: Arc<query::FilterCounts>,
 }
 
 /// Documents prepared and rendered per batch of an import.
@@ -165,6 +167,7 @@ impl Records {
             schema,
             projector,
             building: Arc::new(tokio::sync::Semaphore::new(cores)),
+            filter_counts: Arc::default(),
         }
     }
 
@@ -477,9 +480,10 @@ impl Records {
     ) -> Result<Page, RecordError> {
         let kind = self.kind(collection)?;
         let schema = self.schema.clone();
+        let known = self.filter_counts.clone();
         self.store
             .read(move |conn| {
-                let mut page = query::list(conn, &kind, &params)?;
+                let mut page = query::list(conn, &kind, &params, &known)?;
                 let mut authors = Authors::new(conn, schema.kind(USERS));
                 for &i in &page.conflicted {
                     let mut record = parse_stored(page.items[i].get())?;

@@ -2,6 +2,10 @@
 //! field selection) turned into one keyset-paginated SQL statement over a
 //! kind's projection table.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use crm_schema::{FieldDef, FieldType, KindDef};
@@ -97,13 +101,52 @@ struct Cursor {
 /// kind, at a bounded cost (an index-only count).
 const COUNT_CAP: usize = 20_000;
 
+/// How long a filter's count is trusted.
+const COUNT_KEPT_FOR: Duration = Duration::from_secs(30);
+/// Counts remembered at most (all are dropped when full).
+const COUNTS_KEPT: usize = 4_096;
+
+/// Equality filters' capped counts, remembered for a while. They only
+/// choose between two plans, so a count some seconds old chooses as well
+/// as a fresh one, and counting was over half the cost of a page filtered
+/// on city, manager and stage at 100,000 clients.
+#[derive(Default)]
+pub struct FilterCounts {
+    seen: Mutex<HashMap<(String, String), (Instant, usize)>>,
+}
+
+impl FilterCounts {
+    fn count(&self, conn: &Connection, sql: &str, value: &SqlValue) -> Result<usize, RecordError> {
+        let key = (sql.to_owned(), format!("{value:?}"));
+        let now = Instant::now();
+        if let Ok(seen) = self.seen.lock() {
+            if let Some((at, count)) = seen.get(&key) {
+                if now.duration_since(*at) < COUNT_KEPT_FOR {
+                    return Ok(*count);
+                }
+            }
+        }
+        let count: usize = conn.prepare_cached(sql)?.query_row([value], |r| r.get(0))?;
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= COUNTS_KEPT {
+                seen.clear();
+            }
+            seen.insert(key, (now, count));
+        }
+        Ok(count)
+    }
+}
+
 struct Plan {
     sql: String,
     /// The same query reading a filter's index first, then sorting.
     filter_first_sql: String,
     /// One query per equality filter counting its matches up to
-    /// [`COUNT_CAP`], with its operand.
-    narrowing: Vec<(String, SqlValue)>,
+    /// [`COUNT_CAP`], with its operand and, for a field's column, the
+    /// field's index.
+    narrowing: Vec<(String, SqlValue, Option<String>)>,
+    /// `FROM <table> `, where `INDEXED BY` goes.
+    from: String,
     /// Counts the kind's rows (an upper bound: the largest row id).
     rows_sql: String,
     /// Sorted on `updated_at` with an equality filter on a field: that
@@ -185,6 +228,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
                         narrowing.push((
                             format!("SELECT count(*) FROM (SELECT 1 FROM {st} WHERE value = ? LIMIT {COUNT_CAP})"),
                             value.clone(),
+                            None,
                         ));
                         args.push(value);
                     }
@@ -192,9 +236,12 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
                         field_equality |= matches!(target, Target::Field(_));
                         conds.push(format!("{col} = ?"));
                         let value = operand(false)?;
+                        let index =
+                            matches!(target, Target::Field(_)).then(|| format!("{t}_{col}"));
                         narrowing.push((
                             format!("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE deleted = 0 AND {col} = ? LIMIT {COUNT_CAP})"),
                             value.clone(),
+                            index,
                         ));
                         args.push(value);
                     }
@@ -301,6 +348,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
         sql: select(""),
         filter_first_sql: select("+"),
         narrowing,
+        from: format!("FROM {t} "),
         rows_sql: format!("SELECT coalesce(max(rid), 0) FROM {t}"),
         filter_index_in_order: field_equality && sort_name == "updated_at",
         args,
@@ -336,16 +384,17 @@ fn sql_to_json(value: SqlValue) -> serde_json::Value {
 /// together). The filters are taken as independent: the walk is expected
 /// to visit `(limit + 1) / selectivity` rows, the filter-first read as
 /// many as its narrowest filter matches.
-fn reads_filter_first(conn: &Connection, plan: &Plan) -> Result<bool, RecordError> {
+fn reads_filter_first(
+    conn: &Connection,
+    plan: &Plan,
+    known: &FilterCounts,
+) -> Result<bool, RecordError> {
     if plan.narrowing.is_empty() || plan.filter_index_in_order {
         return Ok(false);
     }
     let mut counts = Vec::with_capacity(plan.narrowing.len());
-    for (count_sql, value) in &plan.narrowing {
-        let count: usize = conn
-            .prepare_cached(count_sql)?
-            .query_row([value], |r| r.get(0))?;
-        counts.push(count);
+    for (count_sql, value, _) in &plan.narrowing {
+        counts.push(known.count(conn, count_sql, value)?);
     }
     let narrowest = counts.iter().copied().min().unwrap_or(usize::MAX);
     if narrowest >= COUNT_CAP {
@@ -364,20 +413,52 @@ fn reads_filter_first(conn: &Connection, plan: &Plan) -> Result<bool, RecordErro
     Ok(narrowest as f64 <= walk)
 }
 
+/// The index to read when several equality-filtered fields' indexes would
+/// each yield the matches in `updated_at` order: the narrowest one by
+/// count. SQLite picks by its statistics, which do not know the operands:
+/// with `city`, `manager` and `stage` it read `stage=lost` (20,000 of
+/// 100,000 clients) rather than `city=Казань` (10,000), 2.9 ms against
+/// 1.2 ms.
+fn narrowest_index<'p>(
+    conn: &Connection,
+    plan: &'p Plan,
+    known: &FilterCounts,
+) -> Result<Option<&'p str>, RecordError> {
+    let candidates: Vec<_> = plan
+        .narrowing
+        .iter()
+        .filter_map(|(sql, value, index)| Some((sql, value, index.as_deref()?)))
+        .collect();
+    if !plan.filter_index_in_order || candidates.len() < 2 {
+        return Ok(None);
+    }
+    let mut narrowest: Option<(usize, &str)> = None;
+    for (sql, value, index) in candidates {
+        let count = known.count(conn, sql, value)?;
+        if narrowest.is_none_or(|(fewest, _)| count < fewest) {
+            narrowest = Some((count, index));
+        }
+    }
+    Ok(narrowest.map(|(_, index)| index))
+}
+
 /// Runs a list query on a read connection.
 pub fn list(
     conn: &Connection,
     kind: &KindDef,
     params: &[(String, String)],
+    known: &FilterCounts,
 ) -> Result<Page, RecordError> {
     let plan = plan(kind, params)?;
-    let narrow = reads_filter_first(conn, &plan)?;
-    let sql = if narrow {
-        &plan.filter_first_sql
-    } else {
-        &plan.sql
+    let sql = match narrowest_index(conn, &plan, known)? {
+        Some(index) => {
+            plan.sql
+                .replacen(&plan.from, &format!("{}INDEXED BY {index} ", plan.from), 1)
+        }
+        None if reads_filter_first(conn, &plan, known)? => plan.filter_first_sql.clone(),
+        None => plan.sql.clone(),
     };
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(plan.args))?;
     let mut items = Vec::with_capacity(plan.limit);
     let mut conflicted = Vec::new();
@@ -431,4 +512,33 @@ fn select_fields(record: String, fields: Option<&[String]>) -> Result<Box<RawVal
         .filter(|(k, _)| k == "id" || fields.contains(k))
         .collect();
     serde_json::value::to_raw_value(&picked).map_err(corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_count_is_remembered_per_query_and_operand() {
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('a'), ('a'), ('b');")
+            .expect("table");
+        let sql = "SELECT count(*) FROM t WHERE v = ?";
+        let known = FilterCounts::default();
+        let a = SqlValue::Text("a".into());
+        assert_eq!(known.count(&conn, sql, &a).expect("count"), 2);
+        conn.execute_batch("INSERT INTO t VALUES ('a'), ('b');")
+            .expect("insert");
+        // Remembered: the new row is not counted yet.
+        assert_eq!(known.count(&conn, sql, &a).expect("count"), 2);
+        // Another operand is counted afresh.
+        let b = SqlValue::Text("b".into());
+        assert_eq!(known.count(&conn, sql, &b).expect("count"), 2);
+        assert_eq!(
+            FilterCounts::default()
+                .count(&conn, sql, &a)
+                .expect("count"),
+            3
+        );
+    }
 }
