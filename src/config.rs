@@ -27,6 +27,8 @@ pub struct Config {
     /// Read connections to the database.
     pub read_connections: u32,
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "crm_node=debug".
+    /// Automerge's own spans stay off (`automerge=warn` is added) unless the
+    /// filter names `automerge`.
     pub log: String,
     /// Largest replication batch a peer may push, in bytes.
     pub max_batch_bytes: usize,

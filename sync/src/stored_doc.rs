@@ -133,6 +133,25 @@ pub(crate) fn append_changes(
     }
 }
 
+/// A change as the feed stores it: what a parsed [`Change`] gives, or what
+/// a received snapshot of one change already holds without parsing it.
+pub(crate) struct FeedChange<'a> {
+    pub hash: ChangeHash,
+    /// The change's uncompressed bytes.
+    pub bytes: &'a [u8],
+    pub actor: &'a ActorId,
+}
+
+impl<'a> From<&'a Change> for FeedChange<'a> {
+    fn from(change: &'a Change) -> FeedChange<'a> {
+        FeedChange {
+            hash: change.hash(),
+            bytes: change.raw_bytes(),
+            actor: change.actor_id(),
+        }
+    }
+}
+
 /// Gives `change` of document `id` the next seq in the feed, with the node
 /// that sent it here (`None` when made here). Returns false when the feed
 /// already holds it (received twice).
@@ -140,7 +159,7 @@ pub(crate) fn append_to_feed(
     conn: &Connection,
     id: &DocId,
     kind: &str,
-    change: &Change,
+    change: FeedChange<'_>,
     origin: Option<Sender>,
 ) -> Result<bool, StoreError> {
     let inserted = conn
@@ -151,10 +170,10 @@ pub(crate) fn append_to_feed(
         )?
         .execute(params![
             id.to_string(),
-            change.hash().0.as_slice(),
-            change.raw_bytes(),
+            change.hash.0.as_slice(),
+            change.bytes,
             kind,
-            change.actor_id().to_bytes(),
+            change.actor.to_bytes(),
             origin.map(|o| o.to_bytes().to_vec()),
         ])?;
     Ok(inserted == 1)

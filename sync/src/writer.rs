@@ -95,7 +95,7 @@ impl<'a> WriteTxn<'a> {
         self.touched.push(id);
         // A new document's heads are its one change.
         let rid = stored_doc::insert_saved(self.conn, &id, &kind, &saved, &[change.hash()])?;
-        stored_doc::append_to_feed(self.conn, &id, &kind, &change, None)?;
+        stored_doc::append_to_feed(self.conn, &id, &kind, (&change).into(), None)?;
         self.fed = true;
         let deferred = match (rendered, doc) {
             (Some(rows), _) => store_rows(rows, self.conn, &id, rid, true)?,
@@ -149,7 +149,7 @@ impl<'a> WriteTxn<'a> {
             &[&change],
             loaded.tail_changes,
         )?;
-        stored_doc::append_to_feed(conn, id, &loaded.kind, &change, None)?;
+        stored_doc::append_to_feed(conn, id, &loaded.kind, (&change).into(), None)?;
         let doc_ref = DocRef {
             id: *id,
             kind: &loaded.kind,
