@@ -126,9 +126,9 @@ pub struct Records {
     schema: Arc<Schema>,
     /// Renders new records' rows outside the writer.
     projector: Arc<projection::RecordProjector>,
-    /// Creates building documents at once: one per core. Thirty-two
-    /// concurrent creates on as many blocking threads only took turns on
-    /// two cores, and the writer waited its turn among them.
+    /// How many creates check and build their documents at once: one per
+    /// core. Thirty-two concurrent creates on as many blocking threads only
+    /// took turns on two cores, and the writer waited its turn among them.
     building: Arc<tokio::sync::Semaphore>,
     /// List filters' recent match counts (see `query::FilterCounts`).
     filter_counts: Arc<query::FilterCounts>,
@@ -196,8 +196,8 @@ impl Records {
     }
 
     /// Checks the rows of one import batch (`rows` of `file`) and prepares
-    /// their documents, unless this or another
-    /// batch had a row rejected: then only the checks run.
+    /// their documents, unless this or another batch had a row rejected:
+    /// then only the checks run.
     fn import_batch(
         &self,
         kind: &KindDef,
