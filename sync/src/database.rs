@@ -38,6 +38,9 @@ pub(crate) const STORE_MIGRATIONS: &[Migration] = &[
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The size the WAL file is cut back to after a checkpoint.
+const WAL_FILE_KEPT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// The one write connection. WAL with `synchronous=FULL`: a commit is on disk
 /// (WAL fsynced) before it returns, so an acknowledged write survives power
 /// loss.
@@ -56,6 +59,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "wal_autocheckpoint",
         crate::checkpointer::WRITER_AUTOCHECKPOINT,
     )?;
+    // A large import's transaction grows the WAL file past 100 MB; once
+    // checkpointed, the file is cut back to this instead of keeping that
+    // size on disk.
+    conn.pragma_update(None, "journal_size_limit", WAL_FILE_KEPT_BYTES)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             scope TEXT NOT NULL,
@@ -77,6 +84,7 @@ pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     // A connection closing last would checkpoint and drop the WAL itself;
     // that is the writer's job at shutdown.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_FILE_KEPT_BYTES)?;
     Ok(conn)
 }
 
