@@ -116,24 +116,11 @@ impl PreparedDoc {
 }
 
 impl Store {
-    /// Builds a new document of `kind` on the calling thread; store it with
-    /// [`crate::WriteTxn::insert_prepared`].
-    pub fn prepare<E>(
-        &self,
-        kind: &str,
-        meta: &ChangeMeta,
-        build: impl FnOnce(&mut Transaction<'_>) -> Result<(), E>,
-    ) -> Result<PreparedDoc, E>
-    where
-        E: From<StoreError>,
-    {
-        PreparedDoc::build(self.identity().actor(), kind, meta, build)
-    }
-
     /// Builds a new document of `kind` whose root holds `root`, on the
-    /// calling thread. The fast way to make a document: Automerge inserts
-    /// the whole tree in one batch, where [`Store::prepare`]'s `put`s each
-    /// splice the op set.
+    /// calling thread; store it with [`crate::WriteTxn::insert_prepared`].
+    /// Automerge inserts the whole tree in one batch, where a `put` per key
+    /// (as [`crate::WriteTxn::create`] makes them) splices the op set each
+    /// time.
     pub fn prepare_root(
         &self,
         kind: &str,

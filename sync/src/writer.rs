@@ -78,7 +78,7 @@ impl<'a> WriteTxn<'a> {
         Ok(self.insert_prepared(prepared, None)?)
     }
 
-    /// Stores a document prepared outside the writer ([`crate::Store::prepare`]),
+    /// Stores a document prepared outside the writer ([`crate::Store::prepare_root`]),
     /// with its rows when they were rendered there too.
     pub fn insert_prepared(
         &mut self,

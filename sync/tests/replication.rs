@@ -367,16 +367,23 @@ async fn first_sync_copies_documents_then_follows_the_feed() {
     assert_eq!(round.pushed.requests, 0);
 }
 
+/// Node `a` holding `count` new documents, and an empty node `b` to copy
+/// them to: more documents than one snapshot page holds.
+async fn source_with_documents(count: i64) -> (Node, Node) {
+    let a = node().await;
+    let b = node().await;
+    for n in 0..count {
+        create(&a.store, n).await;
+    }
+    (a, b)
+}
+
 /// A copy of several pages: each page is written while the next one is
 /// fetched and prepared. Writes made on the peer meanwhile arrive by the
 /// feed afterwards.
 #[tokio::test]
 async fn first_sync_over_several_pages() {
-    let a = node().await;
-    let b = node().await;
-    for n in 0..2_600 {
-        create(&a.store, n).await;
-    }
+    let (a, b) = source_with_documents(2_600).await;
     add_peer(&b.store, "n0").await;
     let sync = replicator(&b.store, &a.store, 0);
     let first = sync.pull(Duration::ZERO).await.expect("first page");
@@ -396,11 +403,7 @@ async fn first_sync_over_several_pages() {
 /// not done; the rounds after it finish the copy.
 #[tokio::test]
 async fn a_round_out_of_time_stops_after_one_step_each_way() {
-    let a = node().await;
-    let b = node().await;
-    for n in 0..2_100 {
-        create(&a.store, n).await;
-    }
+    let (a, b) = source_with_documents(2_100).await;
     create(&b.store, 1).await;
     add_peer(&b.store, "n0").await;
     let sync = replicator(&b.store, &a.store, 0);
