@@ -10,6 +10,14 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command};
 use config::{Config, Overrides};
 
+/// Rust's allocations go to mimalloc: with glibc's allocator, a create
+/// over HTTP spent an eighth of its CPU in malloc and free, and the node
+/// made 25-35% fewer creates per second (BENCHMARKS.md, fifth round).
+/// SQLite's page caches still come from glibc (see
+/// `with_few_allocator_arenas`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -17,11 +25,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// glibc's allocator gives each thread that contends for it an arena of
-/// its own, up to eight per core, and memory freed in one arena is not
-/// reused by another. Under a read load with 100,000 records that left the
-/// node at 393 MB peak RSS; two arenas per core gave 289 MB at the same
-/// speed (BENCHMARKS.md). The limit can only be set before the allocator
+/// glibc's allocator, which SQLite's page caches use, gives each thread
+/// that contends for it an arena of its own, up to eight per core, and
+/// memory freed in one arena is not reused by another. Under a read load
+/// with 100,000 records that left the node at 393 MB peak RSS; two arenas
+/// per core gave 289 MB at the same speed (BENCHMARKS.md, measured before
+/// Rust's allocations moved to mimalloc). The limit can only be set before the allocator
 /// starts, from the environment, so the node starts itself again once
 /// with `MALLOC_ARENA_MAX` set (same process id, same arguments). A value
 /// already in the environment is left alone, and when the restart fails

@@ -714,7 +714,7 @@ async fn history_names_the_user_who_changed_a_record() {
 }
 
 #[tokio::test]
-async fn a_user_created_at_one_office_logs_in_at_another_after_sync() {
+async fn a_user_created_at_one_office_logs_in_at_another_and_loses_access_when_deactivated_there() {
     let cluster = Cluster::with_topology(2, Topology::Chain, "auto_sync = false\n").await;
     let (hq, branch) = (&cluster.nodes[0], &cluster.nodes[1]);
     add_user(hq, "traveller", "manager", "hq").await;
@@ -734,6 +734,29 @@ async fn a_user_created_at_one_office_logs_in_at_another_after_sync() {
     let admins = common::list_all(branch, "users", &[("login", "admin")]).await;
     assert_eq!(admins.len(), 2, "{admins:?}");
     branch.login("admin", ADMIN_PASSWORD).await;
+
+    // The branch remembers the checked session while other records change
+    // (its own writes and a sync of clients), and forgets it as soon as a
+    // deactivation made at HQ arrives.
+    let read = || bearer(branch, &token, Method::GET, "/api/v1/auth/me");
+    create(branch, "clients", json!({"name": "ООО Ромашка"})).await;
+    create(hq, "clients", json!({"name": "ООО Василёк"})).await;
+    cluster.sync_pair(0, 1).await;
+    send(branch, read())
+        .await
+        .expect_status(200, "still active");
+    let traveller = common::list_all(hq, "users", &[("login", "traveller")]).await;
+    let id = traveller[0]["id"].as_str().expect("user id").to_owned();
+    set_active(hq, &id, false)
+        .await
+        .expect_status(200, "deactivate at HQ");
+    send(branch, read())
+        .await
+        .expect_status(200, "the branch has not heard yet");
+    cluster.sync_pair(0, 1).await;
+    send(branch, read())
+        .await
+        .expect_problem(401, "deactivated at HQ, synced");
 }
 
 #[tokio::test]

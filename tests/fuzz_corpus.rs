@@ -46,7 +46,9 @@ fn kinds() -> Vec<KindDef> {
     Schema::with_kinds_dir(&dir)
         .expect("fuzz/kinds holds valid kinds")
         .kinds()
-        .to_vec()
+        .iter()
+        .map(|k| (**k).clone())
+        .collect()
 }
 
 /// What `fuzz/fuzz_targets/record_body.rs` checks: both modes answer for

@@ -12,7 +12,7 @@ use crm_node::records::csv_io::{parse_rows, ColumnMap};
 use crm_schema::{KindDef, Schema};
 use libfuzzer_sys::fuzz_target;
 
-static KINDS: LazyLock<Vec<KindDef>> = LazyLock::new(|| {
+static KINDS: LazyLock<Vec<std::sync::Arc<KindDef>>> = LazyLock::new(|| {
     Schema::builtin()
         .expect("the built-in schema is checked by its own tests")
         .kinds()

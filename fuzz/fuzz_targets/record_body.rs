@@ -18,7 +18,7 @@ use crm_schema::{KindDef, Schema};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value as Json;
 
-static KINDS: LazyLock<Vec<KindDef>> = LazyLock::new(|| {
+static KINDS: LazyLock<Vec<std::sync::Arc<KindDef>>> = LazyLock::new(|| {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kinds");
     Schema::with_kinds_dir(&dir)
         .expect("fuzz/kinds holds valid kinds")

@@ -4,6 +4,7 @@
 //! builds from them (validation, projection tables, OpenAPI) lives in the node.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -73,28 +74,21 @@ pub enum SchemaError {
 /// All record kinds the node knows.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    kinds: Vec<KindDef>,
+    /// Shared, so that a request holds its kind without copying it.
+    kinds: Vec<Arc<KindDef>>,
 }
 
 impl Schema {
     /// The kinds compiled into this binary.
     pub fn builtin() -> Result<Schema, SchemaError> {
-        let mut kinds = Vec::new();
-        for (file, text) in KIND_FILES {
-            let kind: KindDef = toml::from_str(text).map_err(|e| SchemaError::Parse {
-                file: (*file).to_owned(),
-                source: Box::new(e),
-            })?;
-            kinds.push(kind);
-        }
-        Schema::from_kinds(kinds)
+        Schema::from_kinds(builtin_kinds()?)
     }
 
     /// The built-in kinds, then every `*.toml` file of `dir` (in name
     /// order): a file whose collection is built in replaces that kind (e.g.
     /// to add a company's own fields), any other adds a kind.
     pub fn with_kinds_dir(dir: &std::path::Path) -> Result<Schema, SchemaError> {
-        let mut kinds = Schema::builtin()?.kinds;
+        let mut kinds = builtin_kinds()?;
         let read_error = |file: &std::path::Path, source| SchemaError::Read {
             file: file.display().to_string(),
             source,
@@ -131,16 +125,35 @@ impl Schema {
         for kind in &kinds {
             kind.check(&names)?;
         }
-        Ok(Schema { kinds })
+        Ok(Schema {
+            kinds: kinds.into_iter().map(Arc::new).collect(),
+        })
     }
 
-    pub fn kinds(&self) -> &[KindDef] {
+    pub fn kinds(&self) -> &[Arc<KindDef>] {
         &self.kinds
     }
 
     pub fn kind(&self, collection: &str) -> Option<&KindDef> {
+        self.shared_kind(collection).map(|k| &**k)
+    }
+
+    /// The kind, for holding beyond a borrow of the schema.
+    pub fn shared_kind(&self, collection: &str) -> Option<&Arc<KindDef>> {
         self.kinds.iter().find(|k| k.collection == collection)
     }
+}
+
+fn builtin_kinds() -> Result<Vec<KindDef>, SchemaError> {
+    let mut kinds = Vec::new();
+    for (file, text) in KIND_FILES {
+        let kind: KindDef = toml::from_str(text).map_err(|e| SchemaError::Parse {
+            file: (*file).to_owned(),
+            source: Box::new(e),
+        })?;
+        kinds.push(kind);
+    }
+    Ok(kinds)
 }
 
 /// One record kind: its collection name in the API and its fields.

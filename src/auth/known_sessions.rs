@@ -1,10 +1,11 @@
 //! Sessions this process has checked recently, so that a request does not
 //! read the session row and the user's record again (two database reads
-//! halved GET throughput). An entry is valid only while the change feed
-//! has not moved since it was checked: any change to any record (a user
-//! deactivated here or received from another office) empties it in effect,
-//! so access still ends at the next request. Logouts and deleted sessions,
-//! which do not touch the feed, remove their entries themselves.
+//! halved GET throughput). An entry is valid only while no user record has
+//! changed since it was checked (the store's feed position for the users
+//! kind): a user deactivated here or received from another office empties
+//! it in effect, so access still ends at the next request, while writes to
+//! other records leave it alone. Logouts and deleted sessions, which do not
+//! touch the feed, remove their entries themselves.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +19,7 @@ const CAPACITY: usize = 10_000;
 struct Known {
     principal: Principal,
     expires_at_ms: i64,
-    /// The feed's last seq when the session was checked.
+    /// The users kind's feed position when the session was checked.
     seq: i64,
 }
 
@@ -35,7 +36,7 @@ impl KnownSessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The principal of `digest` if checked at feed position `seq` and not
+    /// The principal of `digest` if checked at users position `seq` and not
     /// expired at `now_ms`.
     pub fn get(&self, digest: &[u8], seq: i64, now_ms: i64) -> Option<Principal> {
         self.lock()

@@ -278,10 +278,10 @@ impl Auth {
         }
         let digest = tokens::digest(token);
         let now = crate::clock::now_ms();
-        // Read before the checks below: a change committed meanwhile moves
-        // the feed, so what is remembered under this seq is never newer
-        // than the state it was checked against.
-        let seq = *self.store.latest_seq().borrow();
+        // Read before the checks below: a user record committed meanwhile
+        // moves it, so what is remembered under this position is never
+        // newer than the state it was checked against.
+        let seq = self.store.kind_seq(USERS);
         if let Some(known) = self.known.get(&digest, seq, now) {
             return Ok(known);
         }

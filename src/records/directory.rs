@@ -22,7 +22,8 @@ impl Records {
     pub async fn record_this_node(&self) -> Result<(), RecordError> {
         let Some(kind) = self
             .schema
-            .kind(NODES)
+            .shared_kind(NODES)
+            .cloned()
             .filter(|k| k.system && k.field(NODE_ID).is_some() && k.field(NODE_NAME).is_some())
         else {
             return Ok(());

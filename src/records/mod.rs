@@ -254,9 +254,9 @@ impl Records {
         self.kind(collection).map(|_| ())
     }
 
-    fn kind(&self, collection: &str) -> Result<KindDef, RecordError> {
+    fn kind(&self, collection: &str) -> Result<Arc<KindDef>, RecordError> {
         self.schema
-            .kind(collection)
+            .shared_kind(collection)
             .cloned()
             .ok_or_else(|| RecordError::UnknownCollection(collection.to_owned()))
     }
@@ -279,7 +279,7 @@ impl Records {
     /// Creates a record of any kind, system kinds too.
     async fn insert(
         &self,
-        kind: KindDef,
+        kind: Arc<KindDef>,
         body: Map<String, Json>,
         author: &Author,
     ) -> Result<Versioned, RecordError> {
@@ -355,7 +355,7 @@ impl Records {
     /// Changes a record of any kind, system kinds too.
     async fn change(
         &self,
-        kind: KindDef,
+        kind: Arc<KindDef>,
         id: &str,
         patch: Map<String, Json>,
         if_match: Option<String>,
@@ -723,15 +723,15 @@ impl Records {
             .await
     }
 
-    pub fn kind_def(&self, collection: &str) -> Result<KindDef, RecordError> {
+    pub fn kind_def(&self, collection: &str) -> Result<Arc<KindDef>, RecordError> {
         self.kind(collection)
     }
 
     /// A kind people may write: not a system kind.
-    fn writable_kind(&self, collection: &str) -> Result<KindDef, RecordError> {
+    fn writable_kind(&self, collection: &str) -> Result<Arc<KindDef>, RecordError> {
         let kind = self.kind(collection)?;
         if kind.system {
-            return Err(RecordError::SystemKind(kind.collection));
+            return Err(RecordError::SystemKind(kind.collection.clone()));
         }
         Ok(kind)
     }

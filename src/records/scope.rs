@@ -170,7 +170,7 @@ impl PeerScope {
                         .ok_or_else(|| ScopeError::UnknownKind(n.clone()))
                 })
                 .collect::<Result<_, _>>()?,
-            None => schema.kinds().iter().collect(),
+            None => schema.kinds().iter().map(|k| &**k).collect(),
         };
         // System kinds (the directory of nodes) hold no customer data and
         // every node needs them: every scope takes them whole.

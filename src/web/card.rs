@@ -117,8 +117,8 @@ pub fn record_title(kind: &KindDef, record: &Json) -> String {
 /// What a card shows besides its record.
 struct Card {
     which: CardKind,
-    kind: KindDef,
-    contacts_kind: KindDef,
+    kind: std::sync::Arc<KindDef>,
+    contacts_kind: std::sync::Arc<KindDef>,
     record: Json,
     etag: String,
     deleted: bool,

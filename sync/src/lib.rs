@@ -13,6 +13,7 @@ pub mod feed;
 pub mod frame;
 mod identity;
 mod ids;
+mod kind_seqs;
 pub mod peers;
 mod prepared;
 mod projector;
@@ -74,6 +75,12 @@ struct StoreInner {
     latest: tokio::sync::watch::Receiver<i64>,
     projector: Arc<dyn Projector>,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+    /// One permit per reader connection, taken before a read's blocking
+    /// thread starts: reads beyond the pool's size wait here, as tasks,
+    /// instead of as threads parked on the pool (32 concurrent requests
+    /// had made 50 threads contend for 2 cores).
+    reading: Arc<tokio::sync::Semaphore>,
+    kind_seqs: Arc<kind_seqs::KindSeqs>,
 }
 
 impl Store {
@@ -95,14 +102,19 @@ impl Store {
         }
         let readers = database::reader_pool(&config.path, config.readers)?;
         let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
+        let kind_seqs = Arc::new(kind_seqs::KindSeqs::default());
         let writer = writer::spawn(
             conn,
             identity.clone(),
             config.cache_capacity,
             projector.clone(),
-            latest_tx,
+            writer::Published {
+                latest: latest_tx,
+                kind_seqs: kind_seqs.clone(),
+            },
             checkpointer::Checkpointer::spawn(&config.path)?,
         )?;
+        let reading = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1) as usize));
         Ok(Store {
             inner: Arc::new(StoreInner {
                 identity,
@@ -110,6 +122,8 @@ impl Store {
                 latest,
                 projector,
                 readers,
+                reading,
+                kind_seqs,
             }),
         })
     }
@@ -137,6 +151,14 @@ impl Store {
         self.inner.latest.clone()
     }
 
+    /// The feed's seq after the last commit that changed a document of
+    /// `kind` since the store opened (0 if none has). It moves after the
+    /// commit and before its writers hear back, so a value read before a
+    /// read of the database is never newer than what that read saw.
+    pub fn kind_seq(&self, kind: &str) -> i64 {
+        self.inner.kind_seqs.get(kind)
+    }
+
     /// Runs `job` on the writer thread inside the current group-commit
     /// transaction and returns its result once that transaction is durable.
     /// A job that fails is rolled back alone; the rest of its group commits.
@@ -158,7 +180,15 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let pool = self.inner.readers.clone();
+        let permit = self
+            .inner
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.get().map_err(StoreError::from)?;
             job(&conn)
         })

@@ -417,7 +417,7 @@ impl WriteTxn<'_> {
                 report.duplicates += 1;
             }
         }
-        self.fed = true;
+        crate::writer::fed_kind(&mut self.fed, &entry.kind);
         let deferred = crate::writer::store_rows(rows, self.conn, &id, rid, true)?;
         self.deferred.push((rid, deferred));
         // Not cached: a first sync copies many documents nobody edits yet.
@@ -577,7 +577,7 @@ impl WriteTxn<'_> {
         for item in &applied {
             stored_doc::append_to_feed(self.conn, &id, kind, (&item.change).into(), item.origin)?;
         }
-        self.fed = true;
+        crate::writer::fed_kind(&mut self.fed, kind);
         let doc_ref = crate::DocRef { id, kind, doc };
         let deferred = project(self.projector, self.conn, &doc_ref, rid, new)?;
         self.deferred.push((rid, deferred));

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{DocCache, LoadedDoc};
 use crate::checkpointer::Checkpointer;
+use crate::kind_seqs::KindSeqs;
 use crate::prepared::PreparedDoc;
 use crate::projector::{Deferred, DocRef, Projector, Rendered};
 use crate::{stored_doc, DocId, NodeIdentity, StoreError};
@@ -47,8 +48,9 @@ pub struct WriteTxn<'a> {
     pub(crate) identity: &'a NodeIdentity,
     pub(crate) projector: &'a dyn Projector,
     pub(crate) touched: Vec<DocId>,
-    /// Whether this job added to the feed (long-polling peers are woken).
-    pub(crate) fed: bool,
+    /// The kinds of the documents whose changes this job added to the feed
+    /// (long-polling peers are woken, kind caches notice).
+    pub(crate) fed: Vec<String>,
     /// Projection writes put off to the end of the group, by document rid.
     pub(crate) deferred: Vec<(i64, Deferred)>,
 }
@@ -96,7 +98,7 @@ impl<'a> WriteTxn<'a> {
         // A new document's heads are its one change.
         let rid = stored_doc::insert_saved(self.conn, &id, &kind, &saved, &[change.hash()])?;
         stored_doc::append_to_feed(self.conn, &id, &kind, (&change).into(), None)?;
-        self.fed = true;
+        fed_kind(&mut self.fed, &kind);
         let deferred = match (rendered, doc) {
             (Some(rows), _) => store_rows(rows, self.conn, &id, rid, true)?,
             (None, doc) => {
@@ -157,8 +159,9 @@ impl<'a> WriteTxn<'a> {
         };
         let rid = loaded.rid;
         let deferred = project(projector, conn, &doc_ref, rid, false)?;
+        let kind = loaded.kind.clone();
         self.deferred.push((rid, deferred));
-        self.fed = true;
+        fed_kind(&mut self.fed, &kind);
         Ok(Some(change.hash()))
     }
 
@@ -399,7 +402,7 @@ pub(crate) fn spawn(
     identity: NodeIdentity,
     cache_capacity: usize,
     projector: std::sync::Arc<dyn Projector>,
-    latest: watch::Sender<i64>,
+    published: Published,
     checkpointer: Checkpointer,
 ) -> Result<WriterHandle, StoreError> {
     let (sender, mut receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -412,7 +415,7 @@ pub(crate) fn spawn(
                 identity: &identity,
                 cache: &mut cache,
                 projector: &*projector,
-                latest: &latest,
+                published: &published,
             };
             while let Some(first) = receiver.blocking_recv() {
                 let mut group = vec![first];
@@ -447,14 +450,30 @@ fn close(conn: Connection) {
     tracing::info!("writer stopped");
 }
 
+/// Notes in `fed` (a [`WriteTxn`]'s) that a change to a document of `kind`
+/// went into the feed.
+pub(crate) fn fed_kind(fed: &mut Vec<String>, kind: &str) {
+    if !fed.iter().any(|k| k == kind) {
+        fed.push(kind.to_owned());
+    }
+}
+
+/// Where the feed's position is published after every commit that added
+/// to it.
+pub(crate) struct Published {
+    /// The feed's last seq.
+    pub(crate) latest: watch::Sender<i64>,
+    /// The same, per kind of document changed.
+    pub(crate) kind_seqs: std::sync::Arc<KindSeqs>,
+}
+
 /// What the writer thread owns while it runs.
 struct Writer<'a> {
     conn: &'a Connection,
     identity: &'a NodeIdentity,
     cache: &'a mut DocCache,
     projector: &'a dyn Projector,
-    /// The feed's last seq, published after every commit that added to it.
-    latest: &'a watch::Sender<i64>,
+    published: &'a Published,
 }
 
 impl Writer<'_> {
@@ -469,7 +488,7 @@ impl Writer<'_> {
         }
         let mut deliveries = Vec::with_capacity(group.len());
         let mut touched = Vec::new();
-        let mut fed = false;
+        let mut fed: Vec<String> = Vec::new();
         let mut deferred = Vec::new();
         let mut broken: Option<StoreError> = None;
         for job in group {
@@ -489,11 +508,15 @@ impl Writer<'_> {
                 identity: self.identity,
                 projector: self.projector,
                 touched: Vec::new(),
-                fed: false,
+                fed: Vec::new(),
                 deferred: Vec::new(),
             };
             let (ok, delivery) = job.run(&mut txn);
-            fed |= ok && txn.fed;
+            if ok {
+                for kind in &txn.fed {
+                    fed_kind(&mut fed, kind);
+                }
+            }
             if ok {
                 deferred.append(&mut txn.deferred);
             }
@@ -525,10 +548,11 @@ impl Writer<'_> {
         };
         match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
-                if fed {
+                if !fed.is_empty() {
                     match crate::feed::latest_seq(conn) {
                         Ok(seq) => {
-                            self.latest.send_replace(seq);
+                            self.published.kind_seqs.committed(&fed, seq);
+                            self.published.latest.send_replace(seq);
                         }
                         Err(e) => tracing::warn!(error = %e, "reading the feed position failed"),
                     }

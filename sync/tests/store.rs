@@ -81,6 +81,20 @@ impl From<StoreError> for TestError {
     }
 }
 
+/// A job that edits `id` (setting `n` to 999) and then fails.
+async fn edit_then_fail(store: &Store, id: crm_sync::DocId) {
+    let refused = store
+        .write(move |txn| {
+            txn.edit(&id, &meta(100), |tx| {
+                tx.put(ROOT, "n", 999).map_err(StoreError::from)?;
+                Ok::<_, TestError>(())
+            })?;
+            Err::<(), _>(TestError::Refused)
+        })
+        .await;
+    assert!(matches!(refused, Err(TestError::Refused)));
+}
+
 #[tokio::test]
 async fn concurrent_writes_commit_and_a_failing_job_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -106,16 +120,7 @@ async fn concurrent_writes_commit_and_a_failing_job_changes_nothing() {
     let first = ids[0];
     // A job that edits a document and then fails leaves no trace, in the
     // database or in the cached document.
-    let refused = store
-        .write(move |txn| {
-            txn.edit(&first, &meta(100), |tx| {
-                tx.put(ROOT, "n", 999).map_err(StoreError::from)?;
-                Ok::<_, TestError>(())
-            })?;
-            Err::<(), _>(TestError::Refused)
-        })
-        .await;
-    assert!(matches!(refused, Err(TestError::Refused)));
+    edit_then_fail(&store, first).await;
     let value = store
         .write(move |txn| {
             let (_, doc) = txn.doc(&first)?.ok_or(TestError::Refused)?;
@@ -334,5 +339,51 @@ async fn the_wal_is_checkpointed_in_the_background() {
         after > before + 50,
         "the main file still has {after} pages (had {before})"
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_kinds_feed_position_moves_only_with_its_committed_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    assert_eq!(store.kind_seq("people"), 0, "nothing changed yet");
+    let create = |store: &Store, kind: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .write(move |txn| {
+                    txn.create(kind, &meta(1), |tx| {
+                        tx.put(ROOT, "n", 1).map_err(StoreError::from)?;
+                        Ok::<_, TestError>(())
+                    })
+                })
+                .await
+                .expect("create commits")
+        }
+    };
+    let person = create(&store, "people").await;
+    let after_person = store.kind_seq("people");
+    assert_eq!(after_person, *store.latest_seq().borrow());
+    create(&store, "things").await;
+    assert_eq!(
+        store.kind_seq("people"),
+        after_person,
+        "another kind's change leaves it"
+    );
+    assert!(store.kind_seq("things") > after_person);
+    // A job that edits and then fails is rolled back: nothing moves.
+    edit_then_fail(&store, person).await;
+    assert_eq!(store.kind_seq("people"), after_person);
+    store
+        .write(move |txn| {
+            txn.edit(&person, &meta(3), |tx| {
+                tx.put(ROOT, "n", 3).map_err(StoreError::from)?;
+                Ok::<_, TestError>(())
+            })
+        })
+        .await
+        .expect("edit commits");
+    assert_eq!(store.kind_seq("people"), *store.latest_seq().borrow());
+    assert!(store.kind_seq("people") > store.kind_seq("things"));
     store.close().await;
 }
