@@ -30,11 +30,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// memory freed in one arena is not reused by another. Under a read load
 /// with 100,000 records that left the node at 393 MB peak RSS; two arenas
 /// per core gave 289 MB at the same speed (BENCHMARKS.md, measured before
-/// Rust's allocations moved to mimalloc). The limit can only be set before the allocator
-/// starts, from the environment, so the node starts itself again once
-/// with `MALLOC_ARENA_MAX` set (same process id, same arguments). A value
-/// already in the environment is left alone, and when the restart fails
-/// the node goes on as it is.
+/// Rust's allocations moved to mimalloc). The limit can only be set before
+/// the allocator starts, from the environment, so the node starts itself
+/// again once with `MALLOC_ARENA_MAX` set (same process id, same
+/// arguments). A value already in the environment is left alone, and when
+/// the restart fails the node goes on as it is.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_few_allocator_arenas() {
     use std::os::unix::process::CommandExt;
@@ -112,14 +112,17 @@ fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Automerge opens an INFO span for every column of every change it parses
 /// (`#[instrument]`): a twentieth of a first sync's CPU, for nothing worth a
 /// log line. Its spans stay off unless the filter names automerge.
-fn init_logging(filter: &str) {
-    let filter = if filter.contains("automerge") {
-        EnvFilter::new(filter)
+fn log_filter(configured: &str) -> String {
+    if configured.contains("automerge") {
+        configured.to_owned()
     } else {
-        EnvFilter::new(format!("{filter},automerge=warn"))
-    };
+        format!("{configured},automerge=warn")
+    }
+}
+
+fn init_logging(filter: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(log_filter(filter)))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -238,4 +241,19 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     let _ = interrupt.await;
     tracing::info!("shutting down: finishing in-flight requests");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn automerge_spans_stay_off_unless_the_filter_names_automerge() {
+        assert_eq!(log_filter("info"), "info,automerge=warn");
+        assert_eq!(
+            log_filter("crm_node=debug,warn"),
+            "crm_node=debug,warn,automerge=warn"
+        );
+        assert_eq!(log_filter("info,automerge=debug"), "info,automerge=debug");
+    }
 }

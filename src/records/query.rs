@@ -2,6 +2,7 @@
 //! field selection) turned into one keyset-paginated SQL statement over a
 //! kind's projection table.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -139,14 +140,14 @@ impl FilterCounts {
 
 struct Plan {
     sql: String,
+    /// Where in `sql` an `INDEXED BY` clause goes (just after the table).
+    index_at: usize,
     /// The same query reading a filter's index first, then sorting.
     filter_first_sql: String,
     /// One query per equality filter counting its matches up to
     /// [`COUNT_CAP`], with its operand and, for a field's column, the
     /// field's index.
     narrowing: Vec<(String, SqlValue, Option<String>)>,
-    /// `FROM <table> `, where `INDEXED BY` goes.
-    from: String,
     /// Counts the kind's rows (an upper bound: the largest row id).
     rows_sql: String,
     /// Sorted on `updated_at` with an equality filter on a field: that
@@ -331,6 +332,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
         args.extend(tie_args);
     }
     let by_field = matches!(sort_target, Target::Field(_));
+    let from = format!("SELECT record, {sort_col}, updated_at, id, conflicted FROM {t}");
     let select = |p: &str| {
         let ties = if by_field {
             format!("{p}updated_at {dir}, {p}id {dir}")
@@ -338,7 +340,7 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
             format!("{p}id {dir}")
         };
         format!(
-            "SELECT record, {sort_col}, updated_at, id, conflicted FROM {t} WHERE {} ORDER BY {p}{sort_col} {dir}, {ties} LIMIT {}",
+            "{from} WHERE {} ORDER BY {p}{sort_col} {dir}, {ties} LIMIT {}",
             conds.join(" AND "),
             limit + 1
         )
@@ -346,9 +348,9 @@ fn plan(kind: &KindDef, params: &[(String, String)]) -> Result<Plan, RecordError
     // A unary + keeps the planner from using the sort column's index.
     Ok(Plan {
         sql: select(""),
+        index_at: from.len(),
         filter_first_sql: select("+"),
         narrowing,
-        from: format!("FROM {t} "),
         rows_sql: format!("SELECT coalesce(max(rid), 0) FROM {t}"),
         filter_index_in_order: field_equality && sort_name == "updated_at",
         args,
@@ -450,13 +452,13 @@ pub fn list(
     known: &FilterCounts,
 ) -> Result<Page, RecordError> {
     let plan = plan(kind, params)?;
-    let sql = match narrowest_index(conn, &plan, known)? {
+    let sql: Cow<'_, str> = match narrowest_index(conn, &plan, known)? {
         Some(index) => {
-            plan.sql
-                .replacen(&plan.from, &format!("{}INDEXED BY {index} ", plan.from), 1)
+            let (select, rest) = plan.sql.split_at(plan.index_at);
+            format!("{select} INDEXED BY {index}{rest}").into()
         }
-        None if reads_filter_first(conn, &plan, known)? => plan.filter_first_sql.clone(),
-        None => plan.sql.clone(),
+        None if reads_filter_first(conn, &plan, known)? => plan.filter_first_sql.as_str().into(),
+        None => plan.sql.as_str().into(),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(plan.args))?;

@@ -22,10 +22,8 @@ pub struct PreparedDoc {
     /// loaded from its bytes about 1 KB: the store keeps neither the built
     /// one nor a cached copy, and loads the document when it is edited.
     pub(crate) doc: Option<Automerge>,
-    /// What the `docs` row stores for `doc`: its one change, which loads as
-    /// the whole document.
-    pub(crate) saved: Vec<u8>,
-    /// The first change, as the feed carries it.
+    /// The first and only change. Its bytes are both the feed entry and
+    /// the `docs` row: a document of one change loads from them whole.
     pub(crate) change: Change,
 }
 
@@ -78,18 +76,10 @@ impl PreparedDoc {
         let id = DocId::new();
         // The `kind` put guarantees a change.
         let change = committed_change(&doc, hash, &id)?;
-        // A document of one change loads from that change's bytes, which
-        // the feed needs anyway: `doc.save()` would encode the same ops a
-        // second time (about 15% of an import). Uncompressed, as the feed
-        // sends them: deflating a change of a few hundred bytes saves
-        // little room and took a tenth of an import. Compaction writes a
-        // real snapshot once the document has a tail.
-        let saved = change.raw_bytes().to_vec();
         Ok(PreparedDoc {
             id,
             kind: kind.to_owned(),
             doc: Some(doc),
-            saved,
             change,
         })
     }
