@@ -1,5 +1,6 @@
 //! The limit HTTP creates are compared with: the raw pipeline "create an
-//! Automerge document + save + SQLite insert (document row and feed entry)"
+//! Automerge document (its first change) + save + SQLite insert (document
+//! row and feed entry)"
 //! run in this process on a `crm_sync::Store`, with the same durability as
 //! the node (WAL, `synchronous=FULL`, group commit) and 32 concurrent
 //! writers, but no HTTP, no validation and no projection (a no-op
@@ -64,17 +65,16 @@ pub async fn create_limit(
                 author: "crm-bench".to_owned(),
                 time_ms: chrono::Utc::now().timestamp_millis(),
             };
-            // As the node does: the document is built on a blocking thread,
-            // the writer only stores it.
+            // As the node does: the first change is encoded on a blocking
+            // thread, the writer only stores it.
             let builder = store.clone();
             let prepared = tokio::task::spawn_blocking(move || {
-                builder.prepare_root("clients", &meta, scalar_root(&record))
+                builder.prepare_root("clients", &meta, &scalar_root(&record))
             })
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e: StoreError| e.to_string())?;
+            .map_err(|e| e.to_string())?;
             store
-                .write(move |txn| txn.insert_prepared(prepared, None))
+                .write(move |txn| txn.insert_prepared(prepared, Some(Box::new(NoProjection))))
                 .await
                 .map(drop)
                 .map_err(|e: StoreError| e.to_string())

@@ -183,15 +183,12 @@ impl Records {
             .iter()
             .filter_map(|(index, value)| Some((&kind.fields[*index], value.as_ref()?)));
         let root = document::new_root(kind, meta.time_ms, assigned);
-        let mut prepared = self.store.prepare_root(&kind.collection, meta, root)?;
-        let rows = prepared
-            .doc_ref()
-            .and_then(|doc| self.projector.render_rows(&doc))
-            .ok_or_else(|| {
-                RecordError::Internal(format!("kind {} has no projection", kind.collection))
-            })?;
-        // The rows are all the writer needs; the built document is large.
-        prepared.release_doc();
+        let prepared = self.store.prepare_root(&kind.collection, meta, &root);
+        let record =
+            document::read_new_root(kind, prepared.id(), &root, prepared.hash(), meta.time_ms);
+        let rows = self.projector.rows_of(kind, &record).ok_or_else(|| {
+            RecordError::Internal(format!("kind {} has no projection", kind.collection))
+        })?;
         Ok((prepared, rows))
     }
 

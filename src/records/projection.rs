@@ -12,7 +12,7 @@ use crm_sync::{
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::document::read_record;
+use super::document::{read_record, RecordView};
 use super::value::{column_value, FieldValue};
 use super::view;
 
@@ -311,9 +311,15 @@ impl RecordProjector {
         // A kind this version does not know is kept and relayed, just not
         // listed.
         let kind = self.schema.kind(doc.kind)?;
-        let statements = self.statements.get(doc.kind)?.clone();
-        let record = read_record(doc.doc, kind, doc.id);
-        let json = view::to_json(kind, &record).to_string();
+        self.rows_of(kind, &read_record(doc.doc, kind, doc.id))
+    }
+
+    /// The rows of `record`, a record of `kind` as its document holds it:
+    /// read from the document, or, for a new one, from the root it was made
+    /// of (`document::read_new_root`).
+    pub fn rows_of(&self, kind: &KindDef, record: &RecordView) -> Option<RecordRows> {
+        let statements = self.statements.get(&kind.collection)?.clone();
+        let json = view::to_json(kind, record).to_string();
         let columns = statements
             .columns
             .iter()
@@ -336,11 +342,11 @@ impl RecordProjector {
             })
             .collect();
         // A system kind (the directory of nodes) is not what people search.
-        let search = (!record.deleted && !kind.system).then(|| search_text(kind, &record));
+        let search = (!record.deleted && !kind.system).then(|| search_text(kind, record));
         Some(RecordRows {
             statements,
             kind: kind.collection.clone(),
-            id: doc.id.to_string(),
+            id: record.id.to_string(),
             deleted: record.deleted,
             created_at: record.created_at,
             updated_at: record.updated_at,

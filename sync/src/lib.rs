@@ -10,6 +10,7 @@ mod checkpointer;
 mod database;
 mod error;
 pub mod feed;
+mod first_change;
 pub mod frame;
 mod identity;
 mod ids;

@@ -1,26 +1,25 @@
-//! New documents made outside the writer. Building a document, saving it
-//! and encoding its first change is most of the cost of a create; doing it
-//! on the caller's thread lets creates run in parallel, while the writer
-//! only stores the result.
+//! New documents made outside the writer. Encoding a new document's first
+//! change is most of the cost of a create; doing it on the caller's thread
+//! lets creates run in parallel, while the writer only stores the result.
 
 use automerge::transaction::{Transactable, Transaction};
 use std::collections::HashMap;
 
 use automerge::{hydrate, ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
 
-use crate::projector::DocRef;
 use crate::writer::ChangeMeta;
-use crate::{DocId, Store, StoreError};
+use crate::{first_change, DocId, Store, StoreError};
 
 /// A document with its first change, ready for
 /// [`crate::WriteTxn::insert_prepared`].
 pub struct PreparedDoc {
     pub(crate) id: DocId,
     pub(crate) kind: String,
-    /// The built document, until [`PreparedDoc::release_doc`]. A document
-    /// fresh from a transaction holds about 50 KB of working buffers, one
-    /// loaded from its bytes about 1 KB: the store keeps neither the built
-    /// one nor a cached copy, and loads the document when it is edited.
+    /// The document, when it was built by a transaction (the writer's
+    /// `create` projects it). A document fresh from a transaction holds
+    /// about 50 KB of working buffers, one loaded from its bytes about 1 KB:
+    /// the store does not cache the built one, and loads the document when
+    /// it is edited.
     pub(crate) doc: Option<Automerge>,
     /// The first and only change. Its bytes are both the feed entry and
     /// the `docs` row: a document of one change loads from them whole.
@@ -48,24 +47,20 @@ impl PreparedDoc {
         Ok(PreparedDoc::committed(doc, hash, kind)?)
     }
 
-    /// A document whose first change puts `root` (plus `kind`) at its root
-    /// in one batch: much cheaper than a `put` per key (see
-    /// [`Store::prepare_root`]).
+    /// A document whose first change puts `root` (plus `kind`) at its root,
+    /// encoded without building the document (see [`crate::first_change`]).
     pub(crate) fn from_root(
-        actor: ActorId,
+        actor: &ActorId,
         kind: &str,
         meta: &ChangeMeta,
-        mut root: HashMap<String, hydrate::Value>,
-    ) -> Result<PreparedDoc, StoreError> {
-        root.insert("kind".to_owned(), kind.into());
-        let mut doc = Automerge::new().with_actor(actor);
-        let mut tx = doc.transaction();
-        // Only ever on an empty document: the batch appends its ops after
-        // whatever the op set holds, so keys put earlier would be out of
-        // order.
-        tx.init_root_from_hydrate(&root.into())?;
-        let (hash, _) = tx.commit_with(meta.options());
-        PreparedDoc::committed(doc, hash, kind)
+        root: &HashMap<String, hydrate::Value>,
+    ) -> PreparedDoc {
+        PreparedDoc {
+            id: DocId::new(),
+            kind: kind.to_owned(),
+            doc: None,
+            change: first_change::encode(actor, meta, kind, root),
+        }
     }
 
     fn committed(
@@ -88,36 +83,28 @@ impl PreparedDoc {
         self.id
     }
 
-    /// The document, e.g. to render its rows before it is stored; `None`
-    /// once released.
-    pub fn doc_ref(&self) -> Option<DocRef<'_>> {
-        self.doc.as_ref().map(|doc| DocRef {
-            id: self.id,
-            kind: &self.kind,
-            doc,
-        })
-    }
-
-    /// Drops the built document once its rows are rendered: what waits for
-    /// the writer (an import's thousands of rows) is then only bytes.
-    pub fn release_doc(&mut self) {
-        self.doc = None;
+    /// The document's one change: its heads once stored.
+    pub fn hash(&self) -> ChangeHash {
+        self.change.hash()
     }
 }
 
 impl Store {
-    /// Builds a new document of `kind` whose root holds `root`, on the
+    /// A new document of `kind` whose root holds `root`, made on the
     /// calling thread; store it with [`crate::WriteTxn::insert_prepared`].
-    /// Automerge inserts the whole tree in one batch, where a `put` per key
+    /// Only its change is encoded: the writer stores those bytes, and the
+    /// caller knows the record from `root` (a projection renders its rows
+    /// from there), so the document itself is never built. The ops are the
+    /// ones Automerge's batch insertion would make, where a `put` per key
     /// (as [`crate::WriteTxn::create`] makes them) splices the op set each
     /// time.
     pub fn prepare_root(
         &self,
         kind: &str,
         meta: &ChangeMeta,
-        root: HashMap<String, hydrate::Value>,
-    ) -> Result<PreparedDoc, StoreError> {
-        PreparedDoc::from_root(self.identity().actor(), kind, meta, root)
+        root: &HashMap<String, hydrate::Value>,
+    ) -> PreparedDoc {
+        PreparedDoc::from_root(&self.identity().actor(), kind, meta, root)
     }
 }
 

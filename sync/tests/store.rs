@@ -248,9 +248,7 @@ async fn a_document_prepared_from_a_root_loads_edits_and_merges() {
         "notes".to_owned(),
         hydrate::Value::text(TextEncoding::platform_default(), "hello"),
     );
-    let prepared = store
-        .prepare_root("things", &meta(1), root)
-        .expect("prepare");
+    let prepared = store.prepare_root("things", &meta(1), &root);
     let id = prepared.id();
     store
         .write(move |txn| txn.insert_prepared(prepared, None))
