@@ -126,10 +126,11 @@ pub struct Records {
     schema: Arc<Schema>,
     /// Renders new records' rows outside the writer.
     projector: Arc<projection::RecordProjector>,
-    /// How many creates check and build their documents at once: one per
-    /// core. Thirty-two concurrent creates on as many blocking threads only
-    /// took turns on two cores, and the writer waited its turn among them.
-    building: Arc<tokio::sync::Semaphore>,
+    /// How many creates that hash a password run at once on the blocking
+    /// pool: one per core. Thirty-two concurrent creates on as many blocking
+    /// threads only took turns on two cores, and the writer waited its turn
+    /// among them.
+    hashing: Arc<tokio::sync::Semaphore>,
     /// List filters' recent match counts (see `query::FilterCounts`).
     filter_counts: Arc<query::FilterCounts>,
 }
@@ -166,7 +167,7 @@ impl Records {
             store,
             schema,
             projector,
-            building: Arc::new(tokio::sync::Semaphore::new(cores)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
             filter_counts: Arc::default(),
         }
     }
@@ -283,23 +284,37 @@ impl Records {
         let meta = author.meta();
         let records = self.clone();
         let prepare_kind = kind.clone();
-        let permit = self
-            .building
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| RecordError::Internal(e.to_string()))?;
-        // Checks and document on one blocking thread: one hop instead of
-        // two, and the phone-number memo serves the check and the rows.
-        let (assignments, prepared, rows) = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let slow = sets_secret(&kind, &body) || has_long_text(&body);
+        // Checks, first change and rows in one go, so that the phone-number
+        // memo serves the check and the rows.
+        let prepare = move || {
             let kind = &prepare_kind;
             let assignments = input::check_new(kind, &body).map_err(RecordError::Invalid)?;
             let (prepared, rows) = records.prepare_record(kind, &meta, &assignments)?;
             Ok::<_, RecordError>((assignments, prepared, rows))
-        })
-        .await
-        .map_err(|e| RecordError::Internal(e.to_string()))??;
+        };
+        // With no document to build that is about a tenth of a millisecond
+        // for a usual record, and it runs on the request's task: a hop to
+        // the blocking pool and back cost more than it spared the runtime
+        // (creates/s +6-10%, BENCHMARKS.md, sixth round). Hashing a password
+        // takes far longer, and a long text costs an op per character: those
+        // do not belong on the runtime.
+        let (assignments, prepared, rows) = if slow {
+            let permit = self
+                .hashing
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| RecordError::Internal(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                prepare()
+            })
+            .await
+            .map_err(|e| RecordError::Internal(e.to_string()))??
+        } else {
+            prepare()?
+        };
         let json = rows.json.clone();
         let schema = self.schema.clone();
         self.store
@@ -734,6 +749,25 @@ impl Records {
     }
 }
 
+/// Whether `body` sets a secret field, whose value is hashed (slow: it
+/// belongs on the blocking pool).
+fn sets_secret(kind: &KindDef, body: &Map<String, Json>) -> bool {
+    kind.fields
+        .iter()
+        .any(|f| f.is_secret() && body.contains_key(&f.name))
+}
+
+/// Bytes of one string value beyond which a create is prepared on the
+/// blocking pool: a text field costs an op per character, and encoding
+/// 2,000 characters takes about 0.4 ms (20,000, the longest note, 3 ms).
+const LONG_TEXT_BYTES: usize = 2_000;
+
+/// Whether a string value of `body` is longer than [`LONG_TEXT_BYTES`].
+fn has_long_text(body: &Map<String, Json>) -> bool {
+    body.values()
+        .any(|v| matches!(v, Json::String(s) if s.len() > LONG_TEXT_BYTES))
+}
+
 /// Parses a body; hashing a password is slow, so a body that sets a
 /// secret field is parsed on the blocking pool.
 async fn parse_off_runtime(
@@ -741,11 +775,7 @@ async fn parse_off_runtime(
     body: Map<String, Json>,
     mode: Mode,
 ) -> Result<Assignments, RecordError> {
-    let sets_secret = kind
-        .fields
-        .iter()
-        .any(|f| f.is_secret() && body.contains_key(&f.name));
-    if !sets_secret {
+    if !sets_secret(kind, &body) {
         return parse_body(kind, &body, mode).map_err(RecordError::Invalid);
     }
     let kind = kind.clone();
