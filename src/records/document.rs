@@ -220,18 +220,25 @@ fn field_value(
                 At::Heads(heads) => doc.text_at(id, heads),
             }
             .ok()?;
-            (!text.is_empty()).then_some(FieldValue::Text(text))
+            text_field(text)
         }
-        Value::Object(ObjType::Map) => {
-            let members: BTreeSet<String> = match at {
-                At::Now => doc.keys(id).collect(),
-                At::Heads(heads) => doc.keys_at(id, heads).collect(),
-            };
-            (!members.is_empty()).then_some(FieldValue::Set(members))
-        }
+        Value::Object(ObjType::Map) => set_field(match at {
+            At::Now => doc.keys(id).collect(),
+            At::Heads(heads) => doc.keys_at(id, heads).collect(),
+        }),
         Value::Object(_) => None,
         Value::Scalar(scalar) => scalar_to_field(field, &scalar, currency()),
     }
+}
+
+/// A text field's value: an empty text is an unset field.
+fn text_field(text: String) -> Option<FieldValue> {
+    (!text.is_empty()).then_some(FieldValue::Text(text))
+}
+
+/// A set field's value from its map's keys: an empty set is an unset field.
+fn set_field(members: BTreeSet<String>) -> Option<FieldValue> {
+    (!members.is_empty()).then_some(FieldValue::Set(members))
 }
 
 /// The current root map, read in one pass: looking each field up on its
@@ -460,14 +467,8 @@ pub fn read_new_root(
         .fields
         .iter()
         .map(|field| match root.get(&field.name)? {
-            hydrate::Value::Text(text) => {
-                let text = text.to_string();
-                (!text.is_empty()).then_some(FieldValue::Text(text))
-            }
-            hydrate::Value::Map(map) => {
-                let members: BTreeSet<String> = map.iter().map(|(m, _)| m.clone()).collect();
-                (!members.is_empty()).then_some(FieldValue::Set(members))
-            }
+            hydrate::Value::Text(text) => text_field(text.to_string()),
+            hydrate::Value::Map(map) => set_field(map.iter().map(|(m, _)| m.clone()).collect()),
             hydrate::Value::List(_) => None,
             hydrate::Value::Scalar(scalar) => {
                 let currency = (field.ty == FieldType::Money)

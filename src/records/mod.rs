@@ -126,11 +126,11 @@ pub struct Records {
     schema: Arc<Schema>,
     /// Renders new records' rows outside the writer.
     projector: Arc<projection::RecordProjector>,
-    /// How many creates that hash a password run at once on the blocking
-    /// pool: one per core. Thirty-two concurrent creates on as many blocking
-    /// threads only took turns on two cores, and the writer waited its turn
-    /// among them.
-    hashing: Arc<tokio::sync::Semaphore>,
+    /// How many slow creates (a password to hash, a long text to encode)
+    /// run at once on the blocking pool: one per core. Thirty-two
+    /// concurrent creates on as many blocking threads only took turns on
+    /// two cores, and the writer waited its turn among them.
+    slow_creates: Arc<tokio::sync::Semaphore>,
     /// List filters' recent match counts (see `query::FilterCounts`).
     filter_counts: Arc<query::FilterCounts>,
 }
@@ -167,7 +167,7 @@ impl Records {
             store,
             schema,
             projector,
-            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+            slow_creates: Arc::new(tokio::sync::Semaphore::new(cores)),
             filter_counts: Arc::default(),
         }
     }
@@ -301,7 +301,7 @@ impl Records {
         // do not belong on the runtime.
         let (assignments, prepared, rows) = if slow {
             let permit = self
-                .hashing
+                .slow_creates
                 .clone()
                 .acquire_owned()
                 .await

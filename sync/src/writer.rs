@@ -522,8 +522,6 @@ impl Writer<'_> {
                 for kind in &txn.fed {
                     fed_kind(&mut fed, kind);
                 }
-            }
-            if ok {
                 deferred.append(&mut txn.deferred);
             }
             let job_touched = txn.touched;
