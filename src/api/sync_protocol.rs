@@ -257,7 +257,7 @@ pub async fn feed(
     let me = store.sender();
     let kinds = state.replication.kinds().clone();
     let frame = store
-        .read(move |conn| feed::read_feed(conn, me, &kinds, &query, access.scope()))
+        .read_frame(move |conn| feed::read_feed(conn, me, &kinds, &query, access.scope()))
         .await
         .map_err(ApiError::from_store)?;
     Ok(frame_response(&frame))
@@ -295,7 +295,7 @@ pub async fn snapshots(
     let me = store.sender();
     let kinds = state.replication.kinds().clone();
     let frame = store
-        .read(move |conn| feed::read_snapshots(conn, me, &kinds, &query, access.scope()))
+        .read_frame(move |conn| feed::read_snapshots(conn, me, &kinds, &query, access.scope()))
         .await
         .map_err(ApiError::from_store)?;
     Ok(frame_response(&frame))

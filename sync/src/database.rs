@@ -41,16 +41,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size the WAL file is cut back to after a checkpoint.
 const WAL_FILE_KEPT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// The one write connection. WAL with `synchronous=FULL`: a commit is on disk
-/// (WAL fsynced) before it returns, so an acknowledged write survives power
-/// loss.
+/// The one write connection. WAL with `synchronous=FULL` while the store
+/// opens (migrations, identity): a commit is on disk (WAL fsynced) before it
+/// returns. The writer thread then leaves the sync to
+/// [`crate::wal_sync`] ([`leave_sync_to_wal_sync`]).
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -32_000)?;
+    bound_writer_cache(&conn)?;
     // Savepoints journal the pages they touch; in memory, not a temp file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The checkpoint thread keeps the WAL short; this is its backstop.
@@ -73,6 +74,30 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         )",
     )?;
     Ok(conn)
+}
+
+/// The writer's page cache, in KiB (`cache_size` takes a negative
+/// number for KiB).
+const WRITER_CACHE_KIB: i64 = 32_000;
+
+/// Sets the writer's page cache to its size, and gives back what it holds
+/// beyond: SQLite's cache keeps every page it ever held (a full one recycles
+/// its oldest page for a new one, never shrinks), and a transaction whose
+/// dirty pages outgrow it (an import) leaves it that large. Setting the size
+/// evicts the least recently used pages down to it.
+pub(crate) fn bound_writer_cache(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    Ok(())
+}
+
+/// Commits on `conn` write the WAL without syncing it: the caller syncs
+/// the WAL itself before anyone hears that a commit happened (an
+/// acknowledged write still survives power loss). A checkpoint still syncs
+/// the WAL before copying it, and the database file after, so the database
+/// stays whole after a power cut either way.
+pub(crate) fn leave_sync_to_wal_sync(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
 }
 
 /// The checkpoint thread's connection (see [`crate::checkpointer`]); it
@@ -145,4 +170,32 @@ pub(crate) fn migrate(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled SQLite must be built without
+    /// `SQLITE_ENABLE_MEMORY_MANAGEMENT` (`.cargo/config.toml` says why):
+    /// with it, all connections share one page cache and the writer's
+    /// grows past its `cache_size`.
+    #[test]
+    fn each_connection_has_its_own_page_cache() {
+        let conn = Connection::open_in_memory().expect("open");
+        let mut stmt = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE")),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "SQLite was built with ENABLE_MEMORY_MANAGEMENT: {options:?}"
+        );
+    }
 }

@@ -24,6 +24,7 @@ mod scope;
 mod storage;
 mod stored_doc;
 pub mod tokens;
+mod wal_sync;
 mod writer;
 
 pub use automerge;
@@ -45,6 +46,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rusqlite::Connection;
+
+/// How long a frame for a peer waits for its sync (one fsync, normally a
+/// millisecond) before the request fails as "retry later".
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -102,17 +107,29 @@ impl Store {
             storage::set_quota(&conn, config.max_database_bytes)?;
         }
         let readers = database::reader_pool(&config.path, config.readers)?;
+        // What a process that died before its sync left in the WAL is made
+        // durable before any of it is served as durable.
+        let wal = wal_sync::open_wal(&config.path)?;
+        wal.sync_data().map_err(|e| StoreError::Unavailable {
+            problem: StorageProblem::Io,
+            message: format!("syncing the WAL at start: {e}"),
+        })?;
+        database::leave_sync_to_wal_sync(&conn)?;
         let (latest_tx, latest) = tokio::sync::watch::channel(feed::latest_seq(&conn)?);
         let kind_seqs = Arc::new(kind_seqs::KindSeqs::default());
+        let syncer = wal_sync::WalSyncer::spawn(
+            move || wal.sync_data(),
+            wal_sync::Published {
+                latest: latest_tx,
+                kind_seqs: kind_seqs.clone(),
+            },
+        )?;
         let writer = writer::spawn(
             conn,
             identity.clone(),
             config.cache_capacity,
             projector.clone(),
-            writer::Published {
-                latest: latest_tx,
-                kind_seqs: kind_seqs.clone(),
-            },
+            syncer,
             checkpointer::Checkpointer::spawn(&config.path)?,
         )?;
         let reading = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1) as usize));
@@ -146,8 +163,8 @@ impl Store {
         &*self.inner.projector
     }
 
-    /// The feed's last seq, updated after every commit that adds to it:
-    /// long-polling readers wait on it.
+    /// The feed's last durable seq, updated after every commit that adds to
+    /// it once that commit is on disk: long-polling readers wait on it.
     pub fn latest_seq(&self) -> tokio::sync::watch::Receiver<i64> {
         self.inner.latest.clone()
     }
@@ -173,7 +190,9 @@ impl Store {
     }
 
     /// Runs `job` with a read connection on the blocking pool. Reads see the
-    /// last committed state and never wait for the writer.
+    /// last committed state and never wait for the writer. A commit is
+    /// visible a moment before it is durable (its writers hear back only
+    /// after); what goes to a peer is read with [`Store::read_frame`].
     pub async fn read<T, E, F>(&self, job: F) -> Result<T, E>
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
@@ -195,6 +214,27 @@ impl Store {
         })
         .await
         .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?
+    }
+
+    /// Reads a frame for a peer with `job`, and returns it once everything
+    /// it may hold is durable: the feed position read after it is
+    /// published. A peer must never hold a change (nor a checkpoint past a
+    /// seq) that a power cut could take back from this node.
+    pub async fn read_frame<F>(&self, job: F) -> Result<frame::Frame, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<frame::Frame, StoreError> + Send + 'static,
+    {
+        let (frame, seen) = self
+            .read(move |conn| {
+                let frame = job(conn)?;
+                // Read after the frame: at least every seq the frame saw.
+                // Not `frame.latest`, which is the requester's `since`
+                // when that is ahead of this feed (after a restore here).
+                Ok::<_, StoreError>((frame, feed::latest_seq(conn)?))
+            })
+            .await?;
+        wal_sync::durable_through(self.latest_seq(), seen, DURABLE_WAIT).await?;
+        Ok(frame)
     }
 
     /// Changes the size limit (see [`StoreConfig::max_database_bytes`])

@@ -430,7 +430,7 @@ impl<T: Transport> Replicator<T> {
         };
         let frame = self
             .store
-            .read(move |conn| feed::read_feed(conn, me, &kinds, &query, None))
+            .read_frame(move |conn| feed::read_feed(conn, me, &kinds, &query, None))
             .await?;
         let caught_up = frame.through >= frame.latest;
         let through = frame.through;

@@ -1,6 +1,8 @@
 //! The single writer: a thread that owns the write connection and the
-//! document cache, and commits queued jobs in groups so that one fsync
-//! covers many acknowledged writes.
+//! document cache, and commits queued jobs in groups. A committed group goes
+//! to [`crate::wal_sync`], which answers its jobs once the WAL is synced, so
+//! one fsync covers many acknowledged writes and the writer does not wait
+//! for it.
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -8,17 +10,21 @@ use std::thread::JoinHandle;
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, ChangeHash};
 use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{DocCache, LoadedDoc};
 use crate::checkpointer::Checkpointer;
-use crate::kind_seqs::KindSeqs;
 use crate::prepared::PreparedDoc;
 use crate::projector::{Deferred, DocRef, Projector, Rendered};
+use crate::wal_sync::{Committed, WalSyncer};
 use crate::{stored_doc, DocId, NodeIdentity, StoreError};
 
 /// Jobs committed together at most; bounds the latency one group adds.
 const MAX_GROUP: usize = 256;
+/// A group that ran this long held a large job (an import, a reprojection)
+/// whose dirty pages grew the page cache past its size; see
+/// [`Writer::shrink_cache`].
+const LARGE_GROUP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Jobs waiting for the writer at most; senders wait beyond that.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -322,7 +328,7 @@ fn projection_failed(id: String, e: crate::ProjectError) -> StoreError {
 }
 
 /// Hands the job's result to its caller once the group's fate is known.
-type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 trait Job: Send {
     /// Runs the job; returns whether it succeeded and how to deliver.
@@ -408,7 +414,7 @@ pub(crate) fn spawn(
     identity: NodeIdentity,
     cache_capacity: usize,
     projector: std::sync::Arc<dyn Projector>,
-    published: Published,
+    syncer: WalSyncer,
     checkpointer: Checkpointer,
 ) -> Result<WriterHandle, StoreError> {
     let (sender, mut receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -421,7 +427,7 @@ pub(crate) fn spawn(
                 identity: &identity,
                 cache: &mut cache,
                 projector: &*projector,
-                published: &published,
+                syncer: &syncer,
             };
             while let Some(first) = receiver.blocking_recv() {
                 let mut group = vec![first];
@@ -431,9 +437,15 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
+                let began = std::time::Instant::now();
                 writer.commit_group(group);
+                if began.elapsed() >= LARGE_GROUP {
+                    writer.shrink_cache();
+                }
             }
-            // Stopped before the last checkpoint, which truncates the WAL.
+            // Every job answered, and the checkpoint thread stopped,
+            // before the last checkpoint, which truncates the WAL.
+            drop(syncer);
             drop(checkpointer);
             close(conn);
         })
@@ -464,25 +476,31 @@ pub(crate) fn fed_kind(fed: &mut Vec<String>, kind: &str) {
     }
 }
 
-/// Where the feed's position is published after every commit that added
-/// to it.
-pub(crate) struct Published {
-    /// The feed's last seq.
-    pub(crate) latest: watch::Sender<i64>,
-    /// The same, per kind of document changed.
-    pub(crate) kind_seqs: std::sync::Arc<KindSeqs>,
-}
-
 /// What the writer thread owns while it runs.
 struct Writer<'a> {
     conn: &'a Connection,
     identity: &'a NodeIdentity,
     cache: &'a mut DocCache,
     projector: &'a dyn Projector,
-    published: &'a Published,
+    /// Syncs each committed group, then publishes and answers it.
+    syncer: &'a WalSyncer,
 }
 
 impl Writer<'_> {
+    /// Gives back the pages a large transaction left in the page cache
+    /// beyond its size ([`crate::database::bound_writer_cache`]). Nearly
+    /// every commit walks all the pages the cache holds: a B-tree split
+    /// parks a page at the locking page's number for a moment
+    /// (`balance_nonroot`), and the commit then truncates the cache above
+    /// the database's size by scanning its whole hash table
+    /// (`pcache1TruncateUnsafe`: 16% of the writer during HTTP creates while
+    /// the cache held 17,000 pages).
+    fn shrink_cache(&self) {
+        if let Err(e) = crate::database::bound_writer_cache(self.conn) {
+            tracing::warn!(error = %e, "shrinking the page cache failed");
+        }
+    }
+
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
         let conn = self.conn;
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -552,18 +570,20 @@ impl Writer<'_> {
         };
         match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
-                if !fed.is_empty() {
-                    match crate::feed::latest_seq(conn) {
-                        Ok(seq) => {
-                            self.published.kind_seqs.committed(&fed, seq);
-                            self.published.latest.send_replace(seq);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "reading the feed position failed"),
-                    }
-                }
-                for deliver in deliveries {
-                    deliver(Ok(()));
-                }
+                let seq = if fed.is_empty() {
+                    None
+                } else {
+                    crate::feed::latest_seq(conn)
+                        .inspect_err(
+                            |e| tracing::warn!(error = %e, "reading the feed position failed"),
+                        )
+                        .ok()
+                };
+                self.syncer.submit(Committed {
+                    deliveries,
+                    fed,
+                    seq,
+                });
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back");

@@ -90,7 +90,7 @@ async fn feed_page(store: &Store, since: i64, limit: usize) -> Frame {
 async fn read_feed(store: &Store, query: FeedQuery) -> Frame {
     let me = store.sender();
     store
-        .read(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
+        .read_frame(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
         .await
         .expect("feed reads")
 }
@@ -286,7 +286,7 @@ impl Transport for LocalPeer {
         let query = request.query.clone();
         let frame = self
             .store
-            .read(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
+            .read_frame(move |conn| feed::read_feed(conn, me, &kinds(), &query, None))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         wire(frame)
@@ -297,7 +297,7 @@ impl Transport for LocalPeer {
         let query = query.clone();
         let frame = self
             .store
-            .read(move |conn| feed::read_snapshots(conn, me, &kinds(), &query, None))
+            .read_frame(move |conn| feed::read_snapshots(conn, me, &kinds(), &query, None))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         wire(frame)
