@@ -185,7 +185,6 @@ pub(crate) fn open_wal(database: &Path) -> Result<File, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     /// A sync that returns only when the test lets it, with the answer the
     /// test chose.
@@ -194,12 +193,11 @@ mod tests {
         mpsc::Sender<io::Result<()>>,
     ) {
         let (release, gate) = mpsc::channel::<io::Result<()>>();
-        let gate = Mutex::new(gate);
-        let sync = move || match gate.lock() {
-            Ok(gate) => gate
-                .recv()
-                .unwrap_or_else(|_| Err(io::Error::other("gate closed"))),
-            Err(_) => Err(io::Error::other("gate poisoned")),
+        // Bounded, so that a failing test ends instead of joining a thread
+        // that waits for a release no one will send.
+        let sync = move || {
+            gate.recv_timeout(LONG)
+                .unwrap_or_else(|_| Err(io::Error::other("gate closed")))
         };
         (sync, release)
     }
