@@ -186,33 +186,40 @@ pub(crate) fn open_wal(database: &Path) -> Result<File, StoreError> {
 mod tests {
     use super::*;
 
-    /// A sync that returns only when the test lets it, with the answer the
-    /// test chose.
-    fn gated_sync() -> (
-        impl FnMut() -> io::Result<()> + Send + 'static,
-        mpsc::Sender<io::Result<()>>,
-    ) {
+    /// A syncer whose every sync waits for the test: it says when a sync
+    /// has begun, and returns the answer the test releases.
+    struct Gated {
+        /// Dropped before `syncer`: a sync still waiting then ends, and the
+        /// syncer's join does not wait for a release no one will send.
+        release: mpsc::Sender<io::Result<()>>,
+        began: mpsc::Receiver<()>,
+        syncer: WalSyncer,
+        seen: watch::Receiver<i64>,
+        kind_seqs: Arc<KindSeqs>,
+    }
+
+    fn gated() -> Gated {
         let (release, gate) = mpsc::channel::<io::Result<()>>();
-        // Bounded, so that a failing test ends instead of joining a thread
-        // that waits for a release no one will send.
+        let (begin, began) = mpsc::channel();
         let sync = move || {
+            let _ = begin.send(());
+            // Bounded too, should a test keep its `Gated` alive on failure.
             gate.recv_timeout(LONG)
                 .unwrap_or_else(|_| Err(io::Error::other("gate closed")))
         };
-        (sync, release)
-    }
-
-    fn published() -> (Published, watch::Receiver<i64>, Arc<KindSeqs>) {
         let (latest, seen) = watch::channel(0);
         let kind_seqs = Arc::new(KindSeqs::default());
-        (
-            Published {
-                latest,
-                kind_seqs: kind_seqs.clone(),
-            },
+        let published = Published {
+            latest,
+            kind_seqs: kind_seqs.clone(),
+        };
+        Gated {
+            release,
+            began,
+            syncer: WalSyncer::spawn(sync, published).expect("spawn"),
             seen,
             kind_seqs,
-        )
+        }
     }
 
     /// A committed group of one job, whose answer lands in the returned
@@ -235,57 +242,51 @@ mod tests {
 
     #[test]
     fn nothing_is_acknowledged_or_published_before_the_sync() {
-        let (sync, release) = gated_sync();
-        let (published, seen, kind_seqs) = published();
-        let syncer = WalSyncer::spawn(sync, published).expect("spawn");
+        let gated = gated();
         let (first, first_answer) = group(7);
-        syncer.submit(first);
+        gated.syncer.submit(first);
+        gated.began.recv_timeout(LONG).expect("sync began");
         assert!(
             first_answer.recv_timeout(SHORT).is_err(),
             "answered unsynced"
         );
-        assert_eq!(*seen.borrow(), 0);
-        assert_eq!(kind_seqs.get("client"), 0);
+        assert_eq!(*gated.seen.borrow(), 0);
+        assert_eq!(gated.kind_seqs.get("client"), 0);
 
-        release.send(Ok(())).expect("release");
+        gated.release.send(Ok(())).expect("release");
         assert!(first_answer.recv_timeout(LONG).expect("answered").is_ok());
-        assert_eq!(*seen.borrow(), 7);
-        assert_eq!(kind_seqs.get("client"), 7);
-        drop(release);
+        assert_eq!(*gated.seen.borrow(), 7);
+        assert_eq!(gated.kind_seqs.get("client"), 7);
     }
 
     #[test]
     fn groups_committed_during_a_sync_share_the_next_one() {
-        let (sync, release) = gated_sync();
-        let (published, seen, _) = published();
-        let syncer = WalSyncer::spawn(sync, published).expect("spawn");
+        let gated = gated();
         let (first, first_answer) = group(1);
-        syncer.submit(first);
-        // The thread is now inside the first sync; these two wait for the
-        // next one.
-        std::thread::sleep(SHORT);
+        gated.syncer.submit(first);
+        gated.began.recv_timeout(LONG).expect("first sync began");
+        // Committed while the first sync runs: they wait for the next one.
         let (second, second_answer) = group(2);
         let (third, third_answer) = group(3);
-        syncer.submit(second);
-        syncer.submit(third);
-        release.send(Ok(())).expect("first sync");
+        gated.syncer.submit(second);
+        gated.syncer.submit(third);
+        gated.release.send(Ok(())).expect("first sync");
         assert!(first_answer.recv_timeout(LONG).expect("first").is_ok());
+        gated.began.recv_timeout(LONG).expect("second sync began");
         assert!(second_answer.recv_timeout(SHORT).is_err());
-        release.send(Ok(())).expect("second sync");
+        gated.release.send(Ok(())).expect("second sync");
         assert!(second_answer.recv_timeout(LONG).expect("second").is_ok());
         assert!(third_answer.recv_timeout(LONG).expect("third").is_ok());
-        assert_eq!(*seen.borrow(), 3);
-        drop(release);
+        assert_eq!(*gated.seen.borrow(), 3);
     }
 
     #[test]
     fn a_failed_sync_is_reported_and_publishes_nothing() {
-        let (sync, release) = gated_sync();
-        let (published, seen, kind_seqs) = published();
-        let syncer = WalSyncer::spawn(sync, published).expect("spawn");
+        let gated = gated();
         let (failing, failing_answer) = group(4);
-        syncer.submit(failing);
-        release
+        gated.syncer.submit(failing);
+        gated
+            .release
             .send(Err(io::Error::other("disk gone")))
             .expect("release");
         let answer = failing_answer.recv_timeout(LONG).expect("answered");
@@ -299,14 +300,16 @@ mod tests {
             ),
             "{answer:?}"
         );
-        assert_eq!(*seen.borrow(), 0);
-        assert_eq!(kind_seqs.get("client"), 0);
-        drop(release);
+        assert_eq!(*gated.seen.borrow(), 0);
+        assert_eq!(gated.kind_seqs.get("client"), 0);
     }
 
     #[test]
     fn dropping_the_syncer_answers_what_it_holds() {
-        let (published, _seen, _) = published();
+        let published = Published {
+            latest: watch::channel(0).0,
+            kind_seqs: Arc::default(),
+        };
         let syncer = WalSyncer::spawn(|| Ok(()), published).expect("spawn");
         let (last, last_answer) = group(9);
         syncer.submit(last);
