@@ -245,6 +245,66 @@ async fn contact_lifecycle() {
 }
 
 #[tokio::test]
+async fn deal_and_invoice_lifecycles() {
+    let node = TestNode::start().await;
+    let client = id_of(&create(&node, "clients", json!({"name": "Acme"})).await);
+    let amount = json!({"minor": 150_000_000, "currency": "RUB"});
+    lifecycle(
+        &node,
+        "deals",
+        json!({"client_id": client, "title": "Поставка серверов", "amount": amount, "probability": 40}),
+        json!({"stage": "won", "probability": 100}),
+        json!({"stage": "won", "probability": 100}),
+        "серверов",
+    )
+    .await;
+    lifecycle(
+        &node,
+        "invoices",
+        json!({"client_id": client, "number": "СЧ-0000042", "issued_on": "2026-11-27", "total": amount}),
+        json!({"status": "paid", "paid": amount, "paid_on": "2026-11-30"}),
+        json!({"status": "paid", "paid": amount, "paid_on": "2026-11-30"}),
+        "0000042",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sales_records_take_defaults_and_lines_list_by_invoice() {
+    let node = TestNode::start().await;
+    let client = id_of(&create(&node, "clients", json!({"name": "Acme"})).await);
+    let deal = create(
+        &node,
+        "deals",
+        json!({"client_id": client, "title": "Пилот"}),
+    )
+    .await;
+    assert_eq!(deal["stage"], "evaluation");
+    let invoice = |number: &str| json!({"client_id": client, "deal_id": id_of(&deal), "number": number, "issued_on": "2026-11-27"});
+    let first = create(&node, "invoices", invoice("1")).await;
+    assert_eq!(first["status"], "draft");
+    let other = create(&node, "invoices", invoice("2")).await;
+    let price = json!({"minor": 250_000, "currency": "RUB"});
+    for (invoice, position) in [(&first, 2), (&other, 1), (&first, 1), (&first, 3)] {
+        let line = json!({
+            "invoice_id": id_of(invoice), "position": position, "item": "Консультация",
+            "quantity": 2, "unit": "ч", "price": price,
+        });
+        create(&node, "invoice_lines", line).await;
+    }
+    let invoice_id = id_of(&first);
+    let lines = common::list_all(
+        &node,
+        "invoice_lines",
+        &[("invoice_id", invoice_id.as_str()), ("sort", "position")],
+    )
+    .await;
+    let positions: Vec<&Value> = lines.iter().map(|l| &l["position"]).collect();
+    assert_eq!(positions, [&json!(1), &json!(2), &json!(3)]);
+    assert!(lines.iter().all(|l| l["invoice_id"] == json!(invoice_id)));
+}
+
+#[tokio::test]
 async fn null_clears_a_set_to_empty() {
     let node = TestNode::start().await;
     let client = create(

@@ -77,6 +77,15 @@ const ROWS: &[Row] = &[
     ("POST contacts", r#"{"client_id": "{gone}", "last_name": "P"}"#, 422, &["client_id"]),
     ("POST contacts", r#"{"client_id": "abc", "last_name": "P"}"#, 422, &["client_id"]),
     ("PATCH contacts/{contact}", r#"{"client_id": "{missing}"}"#, 422, &["client_id"]),
+    // Sales: integer ranges, money, references to the right kind.
+    ("POST deals", r#"{"client_id": "{acme}", "title": "T", "probability": 101}"#, 422, &["probability"]),
+    ("POST deals", r#"{"client_id": "{acme}", "title": "T", "probability": -1}"#, 422, &["probability"]),
+    ("POST deals", r#"{"client_id": "{acme}", "title": "T", "amount": 100}"#, 422, &["amount"]),
+    ("POST deals", r#"{"client_id": "{acme}", "title": "T", "stage": "potential"}"#, 422, &["stage"]),
+    ("POST deals", r#"{"title": "T"}"#, 422, &["client_id"]),
+    ("POST invoices", r#"{"client_id": "{acme}", "number": "1"}"#, 422, &["issued_on"]),
+    ("POST invoices", r#"{"client_id": "{acme}", "number": "1", "issued_on": "2026-11-27", "deal_id": "{acme}"}"#, 422, &["deal_id"]),
+    ("POST invoice_lines", r#"{"invoice_id": "{missing}", "item": "A", "quantity": 1, "price": {"minor": 100, "currency": "RUB"}}"#, 422, &["invoice_id"]),
     // Malformed, unknown and deleted ids; unknown collections.
     ("GET clients/not-a-uuid", "", 400, &[]),
     ("PATCH clients/not-a-uuid", r#"{"city": "Kazan"}"#, 400, &[]),
@@ -249,7 +258,7 @@ fn to_bytes(body: &Value) -> Vec<u8> {
 /// Everything a request could change, as lists of records in a fixed order.
 async fn snapshot(node: &TestNode) -> Vec<Vec<Value>> {
     let mut all = Vec::new();
-    for collection in ["clients", "contacts"] {
+    for collection in ["clients", "contacts", "deals", "invoices", "invoice_lines"] {
         let mut items = list_all(node, collection, &[("limit", "200")]).await;
         items.sort_by_key(id_of);
         all.push(items);

@@ -265,25 +265,13 @@ async fn reassigned_records_move_between_laptops() {
     assert_ne!(head.records["clients"][&moved]["city"], json!("Тверь"));
 }
 
-/// A kind with its own manager that references clients (deals, from a
-/// company's kinds folder): a deal inside the scope brings its client along,
-/// even a client another rep manages.
+/// A kind with its own manager that references clients (deals): a deal
+/// inside the scope brings its client along, even a client another rep
+/// manages.
 #[tokio::test]
 async fn a_deal_inside_the_scope_brings_its_client() {
-    let kinds = tempfile::TempDir::new().expect("create a kinds folder");
-    std::fs::write(
-        kinds.path().join("deals.toml"),
-        "collection = \"deals\"\nlabel = \"Deal\"\ntitle = [\"title\"]\n\n\
-         [[fields]]\nname = \"title\"\ntype = \"string\"\nrequired = true\nmax_len = 200\n\n\
-         [[fields]]\nname = \"manager\"\ntype = \"string\"\nmax_len = 100\nindexed = true\n\n\
-         [[fields]]\nname = \"client_id\"\ntype = \"reference\"\nto = \"clients\"\nindexed = true\n",
-    )
-    .expect("write deals.toml");
-    let config = format!(
-        "auto_sync = false\nkinds_dir = {:?}\n",
-        kinds.path().display().to_string()
-    );
-    let head = TestNode::start_with_config("head", &config).await;
+    let config = "auto_sync = false\n";
+    let head = TestNode::start_with_config("head", config).await;
     let shared = create(
         &head,
         "clients",
@@ -308,7 +296,7 @@ async fn a_deal_inside_the_scope_brings_its_client() {
         &["--kinds", "clients,deals", "--filter", "manager=ivanov"],
     )
     .await;
-    let laptop = TestNode::start_with_config("ivanov", &config).await;
+    let laptop = TestNode::start_with_config("ivanov", config).await;
     add_peer(&laptop, "head", head.base_url(), &token).await;
     let round = run_sync(&laptop, "head", None).await;
     assert_eq!(round["error"], Value::Null, "{round}");

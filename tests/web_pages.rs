@@ -3,7 +3,8 @@
 //! of every kind, the desktop), validation messages in the page's
 //! language, dates typed in the page's language, the login page after a
 //! session ended (and no open redirect), the users page in pages and with
-//! a search, and offices named beyond a node's direct peers.
+//! a search, offices named beyond a node's direct peers, and the lists
+//! of deals and invoices.
 
 mod common;
 
@@ -16,19 +17,20 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-/// A kind from a company's kinds folder, with the field types the
-/// built-in kinds lack.
-const DEALS: &str = "collection = \"deals\"\nlabel = \"Deal\"\ntitle = [\"title\"]\n\n\
+/// A kind from a company's kinds folder (trade shows the company exhibits
+/// at), with field types the built-in kinds have and one they lack
+/// (`datetime`).
+const SHOWS: &str = "collection = \"trade_shows\"\nlabel = \"TradeShow\"\ntitle = [\"title\"]\n\n\
     [[fields]]\nname = \"title\"\ntype = \"string\"\nrequired = true\nmax_len = 200\n\n\
     [[fields]]\nname = \"amount\"\ntype = \"money\"\n\n\
     [[fields]]\nname = \"units\"\ntype = \"integer\"\n\n\
     [[fields]]\nname = \"closes_on\"\ntype = \"date\"\n\n\
     [[fields]]\nname = \"signed_at\"\ntype = \"datetime\"\n";
 
-/// A kinds folder holding `deals`, and the node config that uses it.
-fn deals_folder() -> (TempDir, String) {
+/// A kinds folder holding `trade_shows`, and the node config that uses it.
+fn shows_folder() -> (TempDir, String) {
     let kinds = TempDir::new().expect("create a kinds folder");
-    std::fs::write(kinds.path().join("deals.toml"), DEALS).expect("write deals.toml");
+    std::fs::write(kinds.path().join("trade_shows.toml"), SHOWS).expect("write trade_shows.toml");
     let config = format!(
         "auto_sync = false\nkinds_dir = {:?}\n",
         kinds.path().display().to_string()
@@ -237,7 +239,7 @@ async fn user(node: &TestNode, login: &str, display_name: &str) -> Value {
 
 #[tokio::test]
 async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages() {
-    let (_kinds, config) = deals_folder();
+    let (_kinds, config) = shows_folder();
     let cluster = Cluster::with_topology(2, Topology::Chain, &config).await;
     let (here, there) = (&cluster.nodes[0], &cluster.nodes[1]);
     let ivanov = user(here, "ivanov", "Иванов И.").await;
@@ -257,7 +259,7 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
         )
         .await,
     );
-    let deal = id_of(&create(here, "deals", json!({"title": "Поставка"})).await);
+    let show = id_of(&create(here, "trade_shows", json!({"title": "Поставка"})).await);
     cluster.sync_pair(0, 1).await;
     let ivanov_token = here.login("ivanov", "password-of-ivanov").await;
     let petrov_token = there.login("petrov", "password-of-petrov").await;
@@ -275,7 +277,7 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
             json!({"display_name": "Сидоров Сергей"}),
         ),
         (
-            format!("/api/v1/deals/{deal}"),
+            format!("/api/v1/trade_shows/{show}"),
             json!({"title": "Поставка труб"}),
             json!({"title": "Поставка угля"}),
         ),
@@ -427,7 +429,7 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
     for (kind, id) in [
         ("contacts", contact.clone()),
         ("users", id_of(&sidorov)),
-        ("deals", deal.clone()),
+        ("trade_shows", show.clone()),
         ("clients", clients[26].clone()),
     ] {
         assert!(
@@ -441,7 +443,7 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
     for href in [
         format!("/contacts/{contact}"),
         format!("/records/users/{}", id_of(&sidorov)),
-        format!("/records/deals/{deal}"),
+        format!("/records/trade_shows/{show}"),
         format!("/clients/{}", clients[0]),
     ] {
         assert!(
@@ -490,9 +492,9 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
         .await;
     assert_eq!(after.json["display_name"], json!("Сидоров Семён"));
     assert_eq!(after.json["conflicts"], Value::Null, "{}", after.text);
-    let deal_card = admin.get(&format!("/records/deals/{deal}")).await;
-    assert_eq!(deal_card.status, 200);
-    assert!(deal_card.has_id("conflicts"));
+    let show_card = admin.get(&format!("/records/trade_shows/{show}")).await;
+    assert_eq!(show_card.status, 200);
+    assert!(show_card.has_id("conflicts"));
 }
 
 // ---------------------------------------------------------------------------
@@ -500,7 +502,7 @@ async fn conflicts_name_who_wrote_each_value_and_every_kinds_are_listed_in_pages
 
 #[tokio::test]
 async fn validation_messages_follow_the_pages_language_and_the_api_gives_codes() {
-    let (_kinds, config) = deals_folder();
+    let (_kinds, config) = shows_folder();
     let node = TestNode::start_with_config("office", &config).await;
     let bad_client: &[(&str, &str)] = &[
         ("name", ""),
@@ -567,10 +569,10 @@ async fn validation_messages_follow_the_pages_language_and_the_api_gives_codes()
     );
 
     // A kind from the kinds folder: number, date, date-time, money.
-    let deal = create(&node, "deals", json!({"title": "Сделка"})).await;
+    let show = create(&node, "trade_shows", json!({"title": "Выставка"})).await;
     let refused = ru
         .post(
-            &format!("/records/deals/{}", id_of(&deal)),
+            &format!("/records/trade_shows/{}", id_of(&show)),
             &[
                 ("units", "много"),
                 ("closes_on", "31.02.2026"),
@@ -593,7 +595,7 @@ async fn validation_messages_follow_the_pages_language_and_the_api_gives_codes()
     }
     let refused = en
         .post(
-            &format!("/records/deals/{}", id_of(&deal)),
+            &format!("/records/trade_shows/{}", id_of(&show)),
             &[("closes_on", "01.13.2026")],
         )
         .await;
@@ -686,7 +688,7 @@ async fn validation_messages_follow_the_pages_language_and_the_api_gives_codes()
 
 #[tokio::test]
 async fn dates_are_shown_and_read_in_the_pages_language() {
-    let (_kinds, config) = deals_folder();
+    let (_kinds, config) = shows_folder();
     let node = TestNode::start_with_config("office", &config).await;
     let client = create(&node, "clients", json!({"name": "Ромашка"})).await;
     let contact = create(
@@ -738,11 +740,11 @@ async fn dates_are_shown_and_read_in_the_pages_language() {
     assert!(birthday(&refused.html).contains("value=\"05/04/1980\""));
 
     // Date and time, in UTC.
-    let deal = create(&node, "deals", json!({"title": "Сделка"})).await;
-    let deal_card = format!("/records/deals/{}", id_of(&deal));
+    let show = create(&node, "trade_shows", json!({"title": "Выставка"})).await;
+    let show_card = format!("/records/trade_shows/{}", id_of(&show));
     let saved = ru
         .post(
-            &deal_card,
+            &show_card,
             &[
                 ("signed_at", "27.11.2026 10:05"),
                 ("closes_on", "31.12.2026"),
@@ -751,12 +753,12 @@ async fn dates_are_shown_and_read_in_the_pages_language() {
         .await;
     assert_eq!(saved.status, 303, "{}", saved.html);
     let stored = node
-        .get(&format!("/api/v1/deals/{}", id_of(&deal)))
+        .get(&format!("/api/v1/trade_shows/{}", id_of(&show)))
         .await
         .json;
     assert_eq!(stored["signed_at"], json!("2026-11-27T10:05:00.000Z"));
     assert_eq!(stored["closes_on"], json!("2026-12-31"));
-    let page = en.get(&deal_card).await.html;
+    let page = en.get(&show_card).await.html;
     assert!(page.contains("value=\"2026-11-27 10:05\""), "{page}");
     assert!(page.contains("placeholder=\"YYYY-MM-DD HH:MM (UTC)\""));
 }
@@ -1135,4 +1137,62 @@ async fn a_node_keeps_one_record_of_itself_and_renames_it() {
     assert_eq!(mine[0]["name"], json!("Казань, офис 2"));
     assert_eq!(changes(&node).await, 2);
     node.close().await;
+}
+
+#[tokio::test]
+async fn deals_and_invoices_are_listed_filtered_and_open_their_cards() {
+    let node = TestNode::start().await;
+    let client = id_of(&create(&node, "clients", json!({"name": "Acme"})).await);
+    let amount = json!({"minor": 1_250_000, "currency": "RUB"});
+    let won = create(
+        &node,
+        "deals",
+        json!({"client_id": client, "title": "Поставка серверов", "stage": "won", "amount": amount}),
+    )
+    .await;
+    let open = create(
+        &node,
+        "deals",
+        json!({"client_id": client, "title": "Пилотный проект"}),
+    )
+    .await;
+    let invoice = create(
+        &node,
+        "invoices",
+        json!({"client_id": client, "deal_id": id_of(&won), "number": "СЧ-0000007",
+               "issued_on": "2026-11-27", "status": "paid", "total": amount}),
+    )
+    .await;
+    let ru = Visitor::signed_in(&node, "admin", ADMIN_PASSWORD, "ru").await;
+    let deals = ru.get("/deals").await;
+    assert_eq!(deals.status, 200);
+    let card = |record: &Value, collection: &str| {
+        format!("href=\"/records/{collection}/{}\"", id_of(record))
+    };
+    assert!(deals.html.contains(&card(&won, "deals")), "{}", deals.html);
+    assert!(deals.html.contains(&card(&open, "deals")));
+    assert!(deals.html.contains("Выиграна"), "the stage in Russian");
+    let filtered = ru.get("/deals?stage=won").await;
+    assert!(filtered.html.contains(&card(&won, "deals")));
+    assert!(!filtered.html.contains(&card(&open, "deals")));
+    let searched = ru.get("/deals?q=Пилот").await;
+    assert!(searched.html.contains(&card(&open, "deals")));
+    assert!(!searched.html.contains(&card(&won, "deals")));
+
+    let invoices = ru.get("/invoices?status=paid").await;
+    assert_eq!(invoices.status, 200);
+    assert!(invoices.html.contains(&card(&invoice, "invoices")));
+    assert!(invoices.html.contains("Оплачен"));
+    assert!(!ru
+        .get("/invoices?status=draft")
+        .await
+        .html
+        .contains(&card(&invoice, "invoices")));
+    let opened = ru
+        .get(&format!("/records/invoices/{}", id_of(&invoice)))
+        .await;
+    assert_eq!(opened.status, 200);
+    assert!(opened.html.contains("СЧ-0000007"));
+    let nav = ru.get("/").await;
+    assert!(nav.html.contains("href=\"/deals\"") && nav.html.contains("href=\"/invoices\""));
 }

@@ -174,14 +174,39 @@ impl Api {
 
     /// Up to `max` ids of `collection`, walking pages in id-stable order.
     pub async fn ids(&self, collection: &str, max: usize) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
+        let records = self.list(collection, "id", "created_at", max).await?;
+        records.iter().map(|r| string_field(r, "id")).collect()
+    }
+
+    /// Every live record of `collection` with only `fields` (comma-separated),
+    /// in the order of `sort`.
+    pub async fn list_all(
+        &self,
+        collection: &str,
+        fields: &str,
+        sort: &str,
+    ) -> anyhow::Result<Vec<Value>> {
+        self.list(collection, fields, sort, usize::MAX).await
+    }
+
+    /// Up to `max` records of `collection`, page after page.
+    async fn list(
+        &self,
+        collection: &str,
+        fields: &str,
+        sort: &str,
+        max: usize,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut records = Vec::new();
         let mut cursor: Option<String> = None;
         let limit = PAGE_LIMIT.to_string();
-        for _ in 0..=max / PAGE_LIMIT {
+        // Ends: each page either carries a cursor to a later page or ends
+        // the walk, and the node's pages move strictly forward.
+        loop {
             let mut query = vec![
                 ("limit", limit.as_str()),
-                ("fields", "id"),
-                ("sort", "created_at"),
+                ("fields", fields),
+                ("sort", sort),
             ];
             if let Some(c) = cursor.as_deref() {
                 query.push(("cursor", c));
@@ -190,16 +215,14 @@ impl Api {
             let items = page["items"]
                 .as_array()
                 .context("a list page without items")?;
-            for item in items {
-                ids.push(string_field(item, "id")?);
-            }
+            records.extend(items.iter().cloned());
             cursor = page["next_cursor"].as_str().map(str::to_owned);
-            if cursor.is_none() || ids.len() >= max {
+            if cursor.is_none() || records.len() >= max {
                 break;
             }
         }
-        ids.truncate(max);
-        Ok(ids)
+        records.truncate(max);
+        Ok(records)
     }
 
     /// Adds a peer to replicate with.

@@ -1,6 +1,7 @@
 //! Seeded, realistic CRM data: Russian and English companies and people with
-//! valid INNs, phones and e-mails, cities, managers and tags. The same seed
-//! gives the same data, so runs compare.
+//! valid INNs, phones and e-mails, cities, managers and tags; their contact
+//! persons, deals, and invoices with lines. The same seed gives the same
+//! data, so runs compare.
 
 use serde_json::{json, Value};
 
@@ -324,6 +325,163 @@ pub fn contact(seed: u64, n: u64, client_id: &str) -> Value {
     })
 }
 
+const DEAL_SUBJECTS: &[&str] = &[
+    "Поставка оборудования",
+    "Годовой контракт на обслуживание",
+    "Внедрение учётной системы",
+    "Аренда спецтехники",
+    "Оптовая поставка",
+    "Пилотный проект",
+    "Equipment supply",
+    "Support renewal",
+];
+/// The funnel's stages weighted as a funnel: most deals early, few closing.
+const DEAL_STAGES: &[&str] = &[
+    "evaluation",
+    "evaluation",
+    "evaluation",
+    "preparation",
+    "preparation",
+    "presentation",
+    "presentation",
+    "proposal",
+    "waiting",
+    "contract",
+    "closing",
+    "won",
+    "won",
+    "lost",
+    "lost",
+];
+const LOSS_REASONS: &[&str] = &[
+    "цена",
+    "сроки поставки",
+    "выбрали конкурента",
+    "нет бюджета",
+];
+/// Goods and services billed: name, unit, price range in roubles.
+const ITEMS: &[(&str, &str, u64, u64)] = &[
+    ("Сервер стоечный 2U", "шт", 180_000, 450_000),
+    ("Ноутбук 15\"", "шт", 55_000, 140_000),
+    ("Монитор 27\"", "шт", 18_000, 45_000),
+    ("Лицензия на год", "шт", 9_000, 60_000),
+    ("Техническое обслуживание", "мес", 15_000, 90_000),
+    ("Консультация специалиста", "ч", 2_500, 6_000),
+    ("Доставка", "усл", 1_500, 12_000),
+    ("Кабель UTP cat.6", "м", 40, 90),
+    ("Бумага А4", "пач", 350, 600),
+];
+
+/// A date `days` after 2025-01-01, as `YYYY-MM-DD`.
+fn day(days: usize) -> String {
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default();
+    (start + chrono::Days::new(days as u64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn roubles(kopecks: u64) -> Value {
+    json!({"minor": kopecks, "currency": "RUB"})
+}
+
+/// The `n`-th deal of the set, of client `client_id`.
+pub fn deal(seed: u64, n: u64, client_id: &str) -> Value {
+    let mut rng = Rng::new(seed ^ 0xDEA1 ^ n.wrapping_mul(0x5851_F42D_4C95_7F2D));
+    let stage = *rng.pick(DEAL_STAGES);
+    let probability = match stage {
+        "won" => 100,
+        "lost" => 0,
+        _ => 10 + 10 * rng.below(9),
+    };
+    json!({
+        "client_id": client_id,
+        "title": format!("{} №{}", rng.pick(DEAL_SUBJECTS), n + 1),
+        "stage": stage,
+        "amount": roubles(100 * (10_000 + rng.below(5_000_000) as u64)),
+        "probability": probability,
+        "expected_close": day(rng.below(700)),
+        "source": rng.pick(SOURCES),
+        "manager": rng.pick(MANAGERS),
+        "loss_reason": (stage == "lost").then(|| *rng.pick(LOSS_REASONS)),
+    })
+}
+
+/// The lines of the `n`-th invoice (1 to 5), without their invoice's id.
+pub fn invoice_lines(seed: u64, n: u64) -> Vec<Value> {
+    let mut rng = Rng::new(seed ^ 0x11AE ^ n.wrapping_mul(0x2127_599B_F432_5C37));
+    let count = 1 + rng.below(5);
+    (0..count)
+        .map(|i| {
+            let (item, unit, low, high) = *rng.pick(ITEMS);
+            let quantity = 1 + rng.below(if unit == "м" { 500 } else { 10 }) as u64;
+            let price = 100 * (low + rng.next_u64() % (high - low + 1));
+            json!({
+                "position": i + 1,
+                "item": item,
+                "quantity": quantity,
+                "unit": unit,
+                "price": roubles(price),
+                "amount": roubles(price * quantity),
+            })
+        })
+        .collect()
+}
+
+/// The `n`-th invoice of the set, for client `client_id` (and the deal it
+/// closes, if any); its total is the sum of [`invoice_lines`]`(seed, n)`,
+/// and its number, `СЧ-0000001` on, gives `n` back.
+pub fn invoice(seed: u64, n: u64, client_id: &str, deal_id: Option<&str>) -> Value {
+    let mut rng = Rng::new(seed ^ 0x1A01 ^ n.wrapping_mul(0x9FB2_1C65_1E98_DF25));
+    let total: u64 = invoice_lines(seed, n)
+        .iter()
+        .filter_map(|line| line["amount"]["minor"].as_u64())
+        .sum();
+    let issued = rng.below(600);
+    let status = *rng.pick(&[
+        "draft",
+        "issued",
+        "issued",
+        "partially_paid",
+        "paid",
+        "paid",
+        "paid",
+        "cancelled",
+    ]);
+    let paid = match status {
+        "paid" => Some(total),
+        "partially_paid" => Some(total / 2),
+        _ => None,
+    };
+    let paid_on = paid.map(|_| day(issued + 1 + rng.below(30)));
+    json!({
+        "number": invoice_number(n),
+        "client_id": client_id,
+        "deal_id": deal_id,
+        "issued_on": day(issued),
+        "due_on": day(issued + 10),
+        "status": status,
+        "total": roubles(total),
+        "paid": paid.map(roubles),
+        "paid_on": paid_on,
+        "shipped_on": (status == "paid").then(|| day(issued + 2 + rng.below(20))),
+        "manager": rng.pick(MANAGERS),
+    })
+}
+
+/// The number of the `n`-th invoice.
+pub fn invoice_number(n: u64) -> String {
+    format!("СЧ-{:07}", n + 1)
+}
+
+/// The `n` of an invoice number made by [`invoice_number`].
+pub fn invoice_index(number: &str) -> Option<u64> {
+    number
+        .strip_prefix("СЧ-")?
+        .parse::<u64>()
+        .ok()?
+        .checked_sub(1)
+}
+
 /// Words that occur in generated names, for search queries.
 pub fn search_terms() -> Vec<&'static str> {
     let mut terms: Vec<&str> = RU_ROOTS.iter().chain(EN_ROOTS).copied().collect();
@@ -361,5 +519,31 @@ mod tests {
         }
         assert_eq!(translit("Ромашка"), "romashka");
         assert_eq!(translit("Acme Tools"), "acmetools");
+    }
+
+    #[test]
+    fn an_invoice_totals_its_lines_and_its_number_gives_it_back() {
+        for n in [0, 1, 99, 123_456] {
+            let lines = invoice_lines(5, n);
+            assert!((1..=5).contains(&lines.len()));
+            for line in &lines {
+                let price = line["price"]["minor"].as_u64().expect("price");
+                let quantity = line["quantity"].as_u64().expect("quantity");
+                assert_eq!(line["amount"]["minor"].as_u64(), Some(price * quantity));
+            }
+            let sum: u64 = lines
+                .iter()
+                .filter_map(|l| l["amount"]["minor"].as_u64())
+                .sum();
+            let invoice = invoice(5, n, "c", None);
+            assert_eq!(invoice["total"]["minor"].as_u64(), Some(sum));
+            let number = invoice["number"].as_str().expect("number");
+            assert_eq!(invoice_index(number), Some(n));
+        }
+        assert_eq!(invoice_index("INV-1"), None);
+        let won = (0..200)
+            .map(|n| deal(5, n, "c"))
+            .find(|d| d["stage"] == "won");
+        assert_eq!(won.map(|d| d["probability"].clone()), Some(json!(100)));
     }
 }

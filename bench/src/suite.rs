@@ -1,5 +1,6 @@
 //! The order of a run: the in-process limit once, then for each data-set
-//! size a fresh node A loaded with the set, the read figures, a new node B
+//! size a fresh node A loaded with the set (the clients, then their
+//! contact persons, deals and invoices with lines), the read figures, a new node B
 //! that syncs from A, a restart of both with continuous sync, memory under
 //! load, and HTTP creates last (so that every earlier figure sees exactly
 //! the data set). A figure that fails becomes a FAILED row; the run goes on.
@@ -209,13 +210,22 @@ async fn at_size(
     ));
     let mut a = NodeProcess::start(node_bin, &dir.join("a"), "bench-a", false).await?;
     let loaded = dataset::load_clients(a.api(), plan.seed, 0..size).await?;
+    let mut ids = a.api().ids("clients", usize::MAX).await?;
+    anyhow::ensure!(
+        ids.len() as u64 == size,
+        "node A lists {} clients after loading {size}",
+        ids.len()
+    );
+    rows.progress(&format!(
+        "size {size}: contact persons, deals, invoices and their lines"
+    ));
+    let related = dataset::load_related(a.api(), plan.seed, size, &ids).await?;
     rows.one(
         figures::IMPORT_RATE,
         Some(size),
-        Ok(scenarios::bulk_import(size, &loaded)),
+        Ok(scenarios::bulk_import(size, &loaded, &related)),
     );
-    let ids = a.api().ids("clients", plan.sample_ids).await?;
-    anyhow::ensure!(!ids.is_empty(), "node A lists no clients after loading");
+    ids.truncate(plan.sample_ids);
 
     let get = scenarios::get_by_id(plan, a.api(), &ids, size).await;
     rows.one(figures::GET_RATE, Some(size), get);
@@ -226,7 +236,8 @@ async fn at_size(
 
     rows.progress(&format!("size {size}: node B, first sync from A"));
     let mut b = NodeProcess::start(node_bin, &dir.join("b"), "bench-b", false).await?;
-    let synced = scenarios::first_sync(&a, &b, &ids, size).await;
+    let records = size + related.records();
+    let synced = scenarios::first_sync(&a, &b, &ids, size, records).await;
     let converged = synced.is_ok();
     rows.one(figures::FIRST_SYNC, Some(size), synced);
     if converged {

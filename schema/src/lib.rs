@@ -12,6 +12,12 @@ use serde::Deserialize;
 const KIND_FILES: &[(&str, &str)] = &[
     ("clients.toml", include_str!("../kinds/clients.toml")),
     ("contacts.toml", include_str!("../kinds/contacts.toml")),
+    ("deals.toml", include_str!("../kinds/deals.toml")),
+    ("invoices.toml", include_str!("../kinds/invoices.toml")),
+    (
+        "invoice_lines.toml",
+        include_str!("../kinds/invoice_lines.toml"),
+    ),
     ("users.toml", include_str!("../kinds/users.toml")),
     ("nodes.toml", include_str!("../kinds/nodes.toml")),
 ];
@@ -368,6 +374,12 @@ pub struct FieldDef {
     /// still bring two, as a record is created on one node only).
     #[serde(default)]
     pub unique: bool,
+    /// Smallest value an integer may hold.
+    #[serde(default)]
+    pub min: Option<i64>,
+    /// Largest value an integer may hold.
+    #[serde(default)]
+    pub max: Option<i64>,
 }
 
 impl FieldDef {
@@ -395,6 +407,21 @@ impl FieldDef {
         }
         if (self.ty == FieldType::Reference) != self.to.is_some() {
             return Err("a reference, and only a reference, names its target with `to`".into());
+        }
+        if (self.min.is_some() || self.max.is_some()) && self.ty != FieldType::Integer {
+            return Err("only an integer takes min and max".into());
+        }
+        if let (Some(min), Some(max)) = (self.min, self.max) {
+            if min > max {
+                return Err("min is larger than max".into());
+            }
+        }
+        if let Some(DefaultValue::Integer(default)) = &self.default {
+            if self.min.is_some_and(|min| *default < min)
+                || self.max.is_some_and(|max| *default > max)
+            {
+                return Err("default is outside min and max".into());
+            }
         }
         if self.check == Some(Check::Inn) && self.ty != FieldType::String {
             return Err("the inn check applies to a string".into());
@@ -478,6 +505,9 @@ mod tests {
             "[[fields]]\nname = \"Bad\"\ntype = \"string\"",
             "[[fields]]\nname = \"p\"\ntype = \"password\"\nindexed = true",
             "[[fields]]\nname = \"u\"\ntype = \"string\"\nunique = true",
+            "[[fields]]\nname = \"s\"\ntype = \"string\"\nmin = 1",
+            "[[fields]]\nname = \"n\"\ntype = \"integer\"\nmin = 5\nmax = 4",
+            "[[fields]]\nname = \"n\"\ntype = \"integer\"\nmax = 2\ndefault = 3",
         ];
         for field in bad {
             assert!(kind_with(field).is_err(), "accepted: {field}");

@@ -20,7 +20,7 @@ pub struct FieldError {
     pub message: String,
     /// The number the rule names (a length, a count), when it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u64>,
+    pub limit: Option<i64>,
 }
 
 impl FieldError {

@@ -45,6 +45,10 @@ pub enum ErrorCode {
     ReferenceDeleted,
     /// Not a whole number.
     Integer,
+    /// A number below the field's `min` (`limit`).
+    TooSmall,
+    /// A number above the field's `max` (`limit`).
+    TooLarge,
     /// Not true or false.
     Bool,
     /// Not a calendar date (`YYYY-MM-DD` in the API).
@@ -88,6 +92,8 @@ impl ErrorCode {
         ErrorCode::ReferenceMissing,
         ErrorCode::ReferenceDeleted,
         ErrorCode::Integer,
+        ErrorCode::TooSmall,
+        ErrorCode::TooLarge,
         ErrorCode::Bool,
         ErrorCode::Date,
         ErrorCode::Datetime,
@@ -121,6 +127,8 @@ impl ErrorCode {
             ErrorCode::ReferenceMissing => "reference_missing",
             ErrorCode::ReferenceDeleted => "reference_deleted",
             ErrorCode::Integer => "integer",
+            ErrorCode::TooSmall => "too_small",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::Bool => "bool",
             ErrorCode::Date => "date",
             ErrorCode::Datetime => "datetime",
@@ -141,7 +149,7 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub code: ErrorCode,
-    pub limit: Option<u64>,
+    pub limit: Option<i64>,
     pub message: String,
 }
 
@@ -158,7 +166,16 @@ impl Invalid {
     pub fn limited(code: ErrorCode, limit: usize, message: impl Into<String>) -> Invalid {
         Invalid {
             code,
-            limit: Some(limit as u64),
+            limit: Some(i64::try_from(limit).unwrap_or(i64::MAX)),
+            message: message.into(),
+        }
+    }
+
+    /// A number outside the field's range; `limit` is the end it passed.
+    pub fn out_of_range(code: ErrorCode, limit: i64, message: impl Into<String>) -> Invalid {
+        Invalid {
+            code,
+            limit: Some(limit),
             message: message.into(),
         }
     }
@@ -184,6 +201,6 @@ mod tests {
                 Some(serde_json::Value::String(code.as_str().to_owned()))
             );
         }
-        assert_eq!(seen.len(), 28);
+        assert_eq!(seen.len(), 30);
     }
 }

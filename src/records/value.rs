@@ -133,11 +133,26 @@ pub fn parse_input(field: &FieldDef, input: &Json) -> Result<Option<FieldValue>,
                 .map_err(|e| reference(e.to_string()))?;
             FieldValue::Str(s.to_owned())
         }
-        FieldType::Integer => FieldValue::Int(
-            input
+        FieldType::Integer => {
+            let n = input
                 .as_i64()
-                .ok_or_else(|| Invalid::new(ErrorCode::Integer, "must be an integer"))?,
-        ),
+                .ok_or_else(|| Invalid::new(ErrorCode::Integer, "must be an integer"))?;
+            if let Some(min) = field.min.filter(|min| n < *min) {
+                return Err(Invalid::out_of_range(
+                    ErrorCode::TooSmall,
+                    min,
+                    format!("must be at least {min}"),
+                ));
+            }
+            if let Some(max) = field.max.filter(|max| n > *max) {
+                return Err(Invalid::out_of_range(
+                    ErrorCode::TooLarge,
+                    max,
+                    format!("must be at most {max}"),
+                ));
+            }
+            FieldValue::Int(n)
+        }
         FieldType::Bool => FieldValue::Bool(
             input
                 .as_bool()
@@ -412,6 +427,26 @@ mod tests {
             ("type = \"integer\"", json!(7), Ok(Some(FieldValue::Int(7)))),
             ("type = \"integer\"", json!(7.5), Err(ErrorCode::Integer)),
             ("type = \"integer\"", json!("7"), Err(ErrorCode::Integer)),
+            (
+                "type = \"integer\"\nmin = 0\nmax = 100",
+                json!(0),
+                Ok(Some(FieldValue::Int(0))),
+            ),
+            (
+                "type = \"integer\"\nmin = 0\nmax = 100",
+                json!(100),
+                Ok(Some(FieldValue::Int(100))),
+            ),
+            (
+                "type = \"integer\"\nmin = 0\nmax = 100",
+                json!(-1),
+                Err(ErrorCode::TooSmall),
+            ),
+            (
+                "type = \"integer\"\nmin = 0\nmax = 100",
+                json!(101),
+                Err(ErrorCode::TooLarge),
+            ),
             (
                 "type = \"bool\"",
                 json!(true),

@@ -26,7 +26,7 @@ use crate::api::AppState;
 use crate::auth::Principal;
 use crate::records::{FieldError, HistoryEntry, RecordError};
 
-const CONTACTS: &str = "contacts";
+pub const CONTACTS: &str = "contacts";
 /// The contact field that names the client.
 const CLIENT_REF: &str = "client_id";
 /// The contact fields of the card's "add a contact person" form.

@@ -1,25 +1,24 @@
 //! The clients list and the quick registration of a new client.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use crm_schema::KindDef;
 use maud::{html, Markup};
 use serde_json::{Map, Value as Json};
 
-use super::card::CardKind;
 use super::error::WebError;
 use super::fields::{self, control};
 use super::layout::{csrf_field, page};
-use super::lists::{self, ListSpec};
+use super::lists::ListSpec;
 use super::session::{Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
 use crate::records::{FieldError, RecordError};
 
 pub const CLIENTS: &str = "clients";
-const LIST: ListSpec = ListSpec {
-    card: CardKind::Client,
+pub const LIST: ListSpec = ListSpec {
+    collection: CLIENTS,
     title: "clients.title",
     search: "name",
     filters: &["stage", "importance", "city", "region", "manager", "tags"],
@@ -34,14 +33,6 @@ const LIST: ListSpec = ListSpec {
 };
 /// The fields of the quick registration form.
 const QUICK: &[&str] = &["name", "client_type", "tax_id", "phone", "email", "city"];
-
-pub async fn list(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, WebError> {
-    lists::page(&state, &ctx, &LIST, raw).await
-}
 
 fn quick_form(ctx: &Ctx, kind: &KindDef, values: &Json, errors: &[FieldError]) -> Markup {
     let body = html! {

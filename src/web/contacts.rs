@@ -1,17 +1,11 @@
 //! The list of contact persons (each opens its card, `card.rs`; new ones
 //! are added from their client's card).
 
-use axum::extract::{RawQuery, State};
-use axum::response::Response;
+use super::card::CONTACTS;
+use super::lists::ListSpec;
 
-use super::card::CardKind;
-use super::error::WebError;
-use super::lists::{self, ListSpec};
-use super::session::Ctx;
-use crate::api::AppState;
-
-const LIST: ListSpec = ListSpec {
-    card: CardKind::Contact,
+pub const LIST: ListSpec = ListSpec {
+    collection: CONTACTS,
     title: "contacts.title",
     search: "last_name",
     filters: &["position", "preferred_channel"],
@@ -23,11 +17,3 @@ const LIST: ListSpec = ListSpec {
     ],
     new: None,
 };
-
-pub async fn list(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, WebError> {
-    lists::page(&state, &ctx, &LIST, raw).await
-}

@@ -121,7 +121,7 @@ pub fn control(
                 }
                 _ => {
                     input #(id) name=(field.name) type=(input_type(field.ty)) value=(text)
-                        placeholder=[placeholder] autocomplete=[placeholder.map(|_| "off")]
+                        min=[field.min] max=[field.max] placeholder=[placeholder] autocomplete=[placeholder.map(|_| "off")]
                         required[field.required] aria-invalid=[invalid] aria-describedby=[described];
                 }
             }

@@ -42,6 +42,8 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                             a href="/" { (ctx.t("nav.desktop")) }
                             a href="/clients" { (ctx.t("nav.clients")) }
                             a href="/contacts" { (ctx.t("nav.contacts")) }
+                            a href="/deals" { (ctx.t("nav.deals")) }
+                            a href="/invoices" { (ctx.t("nav.invoices")) }
                             a #nav-conflicts href="/conflicts" { (ctx.t("nav.conflicts")) }
                             a href="/sync" { (ctx.t("nav.sync")) }
                             a href="/users" { (ctx.t("nav.users")) }

@@ -1,7 +1,9 @@
 //! Lists of records: search by the start of the title field, filters,
 //! sort and cursor pages, described per kind by a [`ListSpec`].
 
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
 use crm_schema::KindDef;
 use maud::{html, Markup};
 use serde_json::Value as Json;
@@ -19,7 +21,8 @@ const PAGE_SIZE: &str = "25";
 
 /// What a kind's list offers.
 pub struct ListSpec {
-    pub card: CardKind,
+    /// The kind listed; each row opens its card.
+    pub collection: &'static str,
     /// The page's title (a key).
     pub title: &'static str,
     /// The field the search box matches the start of; the first column.
@@ -81,10 +84,19 @@ impl ListQuery {
         pairs.extend(cursor.map(|c| ("cursor", c)));
         format!(
             "/{}?{}",
-            spec.card.collection(),
+            spec.collection,
             serde_urlencoded::to_string(pairs).unwrap_or_default()
         )
     }
+}
+
+/// The route that serves `spec`'s list page.
+pub fn route(spec: &'static ListSpec) -> MethodRouter<AppState> {
+    get(
+        move |State(state): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery| async move {
+            page(&state, &ctx, spec, raw).await
+        },
+    )
 }
 
 /// The page of a list.
@@ -95,8 +107,9 @@ pub async fn page(
     raw: Option<String>,
 ) -> Result<Response, WebError> {
     access::read(ctx.user()?)?;
-    let collection = spec.card.collection();
+    let collection = spec.collection;
     let kind = state.records.kind_def(collection)?;
+    let card = CardKind::of(collection);
     let query = ListQuery::parse(raw);
     let (items, next, problem) = match state.records.list(collection, query.params(spec)).await {
         Ok(page) => {
@@ -127,8 +140,8 @@ pub async fn page(
                 tbody {
                     @for item in &items {
                         tr {
-                            td { a href=(spec.card.path(item["id"].as_str().unwrap_or_default())) {
-                                (spec.card.title(&kind, item))
+                            td { a href=(card.path(item["id"].as_str().unwrap_or_default())) {
+                                (card.title(&kind, item))
                             } }
                             @for column in spec.columns {
                                 td { @if let Some(field) = kind.field(column) {
@@ -153,7 +166,7 @@ pub async fn page(
 }
 
 fn filters(ctx: &Ctx, spec: &ListSpec, kind: &KindDef, query: &ListQuery) -> Markup {
-    let collection = spec.card.collection();
+    let collection = spec.collection;
     html! {
         form.filters method="get" action={ "/" (collection) } aria-label=(ctx.t("list.filters")) {
             div.field {

@@ -24,6 +24,7 @@ mod layout;
 mod lists;
 mod login;
 mod offices;
+mod sales;
 mod search;
 mod session;
 mod sync;
@@ -39,9 +40,14 @@ use crate::api::AppState;
 pub fn router(state: AppState) -> Router<AppState> {
     let signed_in = Router::new()
         .route("/", get(desktop::page))
-        .route("/clients", get(clients::list).post(clients::create))
+        .route(
+            "/clients",
+            lists::route(&clients::LIST).post(clients::create),
+        )
         .route("/clients/new", get(clients::new_form))
-        .route("/contacts", get(contacts::list))
+        .route("/contacts", lists::route(&contacts::LIST))
+        .route("/deals", lists::route(&sales::DEALS))
+        .route("/invoices", lists::route(&sales::INVOICES))
         .route("/clients/{id}/contacts", post(card::add_contact))
         .route("/search", get(search::page))
         .route("/conflicts", get(conflicts::page))

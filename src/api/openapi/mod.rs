@@ -256,6 +256,8 @@ fn field_schema(field: &FieldDef, null_ok: bool) -> RefOr<OaSchema> {
         FieldType::Integer => ObjectBuilder::new()
             .schema_type(ty(Type::Integer))
             .format(format(KnownFormat::Int64))
+            .minimum(field.min)
+            .maximum(field.max)
             .into(),
         FieldType::Bool => ObjectBuilder::new().schema_type(ty(Type::Boolean)).into(),
         FieldType::Date => ObjectBuilder::new()
