@@ -38,8 +38,11 @@ pub(crate) const STORE_MIGRATIONS: &[Migration] = &[
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The size the WAL file is cut back to after a checkpoint.
-const WAL_FILE_KEPT_BYTES: i64 = 64 * 1024 * 1024;
+/// The size the WAL file is cut back to after a checkpoint: above the
+/// writer's checkpoint point ([`crate::checkpointer::WRITER_AUTOCHECKPOINT`]
+/// pages of 4 KiB), so that a steady load reuses the file instead of
+/// cutting it and growing it again at every restart of the WAL.
+const WAL_FILE_KEPT_BYTES: i64 = 512 * 1024 * 1024;
 
 /// The one write connection. WAL with `synchronous=FULL` while the store
 /// opens (migrations, identity): a commit is on disk (WAL fsynced) before it
@@ -60,7 +63,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "wal_autocheckpoint",
         crate::checkpointer::WRITER_AUTOCHECKPOINT,
     )?;
-    // A large import's transaction grows the WAL file past 100 MB; once
+    // A large import's transaction can grow the WAL file past that; once
     // checkpointed, the file is cut back to this instead of keeping that
     // size on disk.
     conn.pragma_update(None, "journal_size_limit", WAL_FILE_KEPT_BYTES)?;
