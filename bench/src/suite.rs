@@ -4,6 +4,7 @@
 //! that syncs from A, a restart of both with continuous sync, memory under
 //! load, and HTTP creates last (so that every earlier figure sees exactly
 //! the data set). A figure that fails becomes a FAILED row; the run goes on.
+//! `--only` picks groups of figures ([`Group`]); the rest are not run.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +36,55 @@ pub struct Plan {
     pub sample_ids: usize,
     /// Where the temporary data folders go.
     pub work_dir: PathBuf,
+    /// The groups of figures measured; empty: all of them.
+    pub only: Vec<Group>,
+}
+
+/// Figures measured together, for `crm-bench run --only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// The in-process create limit.
+    Limit,
+    /// GET by id, list pages, search.
+    Reads,
+    /// First sync, one changed record, no-op sync, write-to-visible.
+    Sync,
+    /// Start-up and memory under load.
+    Restart,
+    /// HTTP creates and their p99.
+    Creates,
+}
+
+impl Group {
+    /// The group `spec` is measured in; the import is measured always.
+    fn of(spec: Spec) -> Option<Group> {
+        let group = if spec == figures::INPROCESS_LIMIT {
+            Group::Limit
+        } else if [figures::GET_RATE, figures::LIST_P99, figures::SEARCH_P99].contains(&spec) {
+            Group::Reads
+        } else if [figures::STARTUP, figures::RSS].contains(&spec) {
+            Group::Restart
+        } else if [figures::CREATE_RATE, figures::CREATE_P99].contains(&spec) {
+            Group::Creates
+        } else if spec == figures::IMPORT_RATE {
+            return None;
+        } else {
+            Group::Sync
+        };
+        Some(group)
+    }
+}
+
+impl Plan {
+    /// Whether the run measures `group`.
+    fn measures(&self, group: Group) -> bool {
+        self.only.is_empty() || self.only.contains(&group)
+    }
+
+    /// Whether the run measures `spec`.
+    fn measures_spec(&self, spec: Spec) -> bool {
+        Group::of(spec).is_none_or(|group| self.measures(group))
+    }
 }
 
 impl Plan {
@@ -51,6 +101,7 @@ impl Plan {
             inprocess_creates: 30_000,
             sample_ids: 10_000,
             work_dir,
+            only: Vec::new(),
         }
     }
 
@@ -68,6 +119,7 @@ impl Plan {
             inprocess_creates: 300,
             sample_ids: 100,
             work_dir,
+            only: Vec::new(),
         }
     }
 }
@@ -133,9 +185,10 @@ impl Rows {
         self.add(&[spec], size, outcome.map(|m| vec![m]));
     }
 
-    /// Adds FAILED rows for every per-size figure not yet measured at `size`.
-    fn fail_rest(&mut self, size: u64, why: &anyhow::Error) {
-        for spec in PER_SIZE {
+    /// Adds FAILED rows for every per-size figure of `plan` not yet
+    /// measured at `size`.
+    fn fail_rest(&mut self, plan: &Plan, size: u64, why: &anyhow::Error) {
+        for spec in PER_SIZE.iter().filter(|spec| plan.measures_spec(**spec)) {
             let done = self
                 .rows
                 .iter()
@@ -168,10 +221,13 @@ pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement
         rows: Vec::new(),
         began: Instant::now(),
     };
-    rows.progress("in-process create limit");
-    let limit = scenarios::inprocess_limit(plan, &work.path().join("inprocess")).await;
-    let limit_value = limit.as_ref().ok().and_then(|m| m.value);
-    rows.one(figures::INPROCESS_LIMIT, None, limit);
+    let mut limit_value = None;
+    if plan.measures(Group::Limit) {
+        rows.progress("in-process create limit");
+        let limit = scenarios::inprocess_limit(plan, &work.path().join("inprocess")).await;
+        limit_value = limit.as_ref().ok().and_then(|m| m.value);
+        rows.one(figures::INPROCESS_LIMIT, None, limit);
+    }
     for &size in &plan.sizes {
         let dir = work.path().join(format!("n{size}"));
         let why = match at_size(plan, node_bin, &dir, size, limit_value, &mut rows).await {
@@ -181,7 +237,7 @@ pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement
                 e
             }
         };
-        rows.fail_rest(size, &why);
+        rows.fail_rest(plan, size, &why);
         // Best effort: the whole work folder goes when the run ends anyway.
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -227,41 +283,62 @@ async fn at_size(
     );
     ids.truncate(plan.sample_ids);
 
-    let get = scenarios::get_by_id(plan, a.api(), &ids, size).await;
-    rows.one(figures::GET_RATE, Some(size), get);
-    let list = scenarios::list_page(plan, a.api(), size).await;
-    rows.one(figures::LIST_P99, Some(size), list);
-    let search = scenarios::search(plan, a.api(), size).await;
-    rows.one(figures::SEARCH_P99, Some(size), search);
-
-    rows.progress(&format!("size {size}: node B, first sync from A"));
-    let mut b = NodeProcess::start(node_bin, &dir.join("b"), "bench-b", false).await?;
-    let records = size + related.records();
-    let synced = scenarios::first_sync(&a, &b, &ids, size, records).await;
-    let converged = synced.is_ok();
-    rows.one(figures::FIRST_SYNC, Some(size), synced);
-    if converged {
-        sync_rounds(plan, a.api(), b.api(), &ids[0], size, rows).await;
+    if plan.measures(Group::Reads) {
+        let get = scenarios::get_by_id(plan, a.api(), &ids, size).await;
+        rows.one(figures::GET_RATE, Some(size), get);
+        let list = scenarios::list_page(plan, a.api(), size).await;
+        rows.one(figures::LIST_P99, Some(size), list);
+        let search = scenarios::search(plan, a.api(), size).await;
+        rows.one(figures::SEARCH_P99, Some(size), search);
     }
 
-    rows.progress(&format!("size {size}: restart with continuous sync"));
-    let took = a.restart(true).await?;
-    rows.one(
-        figures::STARTUP,
-        Some(size),
-        Ok(scenarios::startup(size, took)),
-    );
-    b.restart(true).await?;
-    let visible = if converged {
-        scenarios::visibility(plan, a.api(), b.api(), size).await
-    } else {
-        Err(anyhow::anyhow!("skipped: the first sync failed"))
-    };
-    rows.one(figures::VISIBILITY_P95, Some(size), visible);
-    let memory = scenarios::memory_under_load(plan, &a, &ids, size).await;
-    rows.one(figures::RSS, Some(size), memory);
-    b.stop().await?;
+    let mut b = None;
+    let mut converged = false;
+    if plan.measures(Group::Sync) {
+        rows.progress(&format!("size {size}: node B, first sync from A"));
+        let node = NodeProcess::start(node_bin, &dir.join("b"), "bench-b", false).await?;
+        let records = size + related.records();
+        let synced = scenarios::first_sync(&a, &node, &ids, size, records).await;
+        converged = synced.is_ok();
+        rows.one(figures::FIRST_SYNC, Some(size), synced);
+        if converged {
+            sync_rounds(plan, a.api(), node.api(), &ids[0], size, rows).await;
+        }
+        b = Some(node);
+    }
 
+    if plan.measures(Group::Restart) || plan.measures(Group::Sync) {
+        rows.progress(&format!("size {size}: restart with continuous sync"));
+        let took = a.restart(true).await?;
+        if plan.measures(Group::Restart) {
+            rows.one(
+                figures::STARTUP,
+                Some(size),
+                Ok(scenarios::startup(size, took)),
+            );
+        }
+        if let Some(b) = &mut b {
+            b.restart(true).await?;
+            let visible = if converged {
+                scenarios::visibility(plan, a.api(), b.api(), size).await
+            } else {
+                Err(anyhow::anyhow!("skipped: the first sync failed"))
+            };
+            rows.one(figures::VISIBILITY_P95, Some(size), visible);
+        }
+        if plan.measures(Group::Restart) {
+            let memory = scenarios::memory_under_load(plan, &a, &ids, size).await;
+            rows.one(figures::RSS, Some(size), memory);
+        }
+    }
+    if let Some(mut b) = b {
+        b.stop().await?;
+    }
+
+    if !plan.measures(Group::Creates) {
+        a.stop().await?;
+        return Ok(());
+    }
     rows.progress(&format!("size {size}: HTTP creates"));
     let created = scenarios::create(plan, a.api(), size, limit).await;
     rows.add(
@@ -291,4 +368,35 @@ async fn sync_rounds(plan: &Plan, a: &Api, b: &Api, id: &str, size: u64, rows: &
         Some(size),
         noop,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_picks_its_groups_and_the_import_always() {
+        let mut plan = Plan::smoke(PathBuf::from("/tmp"));
+        assert!(PER_SIZE.iter().all(|spec| plan.measures_spec(*spec)));
+        plan.only = vec![Group::Creates];
+        let measured: Vec<&str> = PER_SIZE
+            .iter()
+            .filter(|spec| plan.measures_spec(**spec))
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(
+            measured,
+            [
+                figures::CREATE_RATE.name,
+                figures::CREATE_P99.name,
+                figures::IMPORT_RATE.name
+            ]
+        );
+        assert!(!plan.measures(Group::Limit));
+        plan.only = vec![Group::Sync, Group::Reads];
+        assert!(plan.measures_spec(figures::VISIBILITY_P95));
+        assert!(plan.measures_spec(figures::NOOP_BYTES));
+        assert!(plan.measures_spec(figures::SEARCH_P99));
+        assert!(!plan.measures_spec(figures::RSS));
+    }
 }
