@@ -302,6 +302,24 @@ async fn sales_records_take_defaults_and_lines_list_by_invoice() {
     let positions: Vec<&Value> = lines.iter().map(|l| &l["position"]).collect();
     assert_eq!(positions, [&json!(1), &json!(2), &json!(3)]);
     assert!(lines.iter().all(|l| l["invoice_id"] == json!(invoice_id)));
+
+    // The probability's range is in the OpenAPI description, wherever a
+    // schema has the field.
+    let openapi = node.get("/api/v1/openapi.json").await;
+    openapi.expect_status(200, "openapi");
+    let schemas = openapi.json["components"]["schemas"]
+        .as_object()
+        .expect("component schemas");
+    let ranges: Vec<(&Value, &Value)> = schemas
+        .values()
+        .filter_map(|schema| schema["properties"].get("probability"))
+        .map(|p| (&p["minimum"], &p["maximum"]))
+        .collect();
+    assert!(!ranges.is_empty(), "no schema describes probability");
+    assert!(
+        ranges.iter().all(|r| *r == (&json!(0), &json!(100))),
+        "{ranges:?}"
+    );
 }
 
 #[tokio::test]

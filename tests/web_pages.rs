@@ -1193,6 +1193,18 @@ async fn deals_and_invoices_are_listed_filtered_and_open_their_cards() {
         .await;
     assert_eq!(opened.status, 200);
     assert!(opened.html.contains("СЧ-0000007"));
+    // The form bounds the probability as the schema does.
+    let deal_card = ru.get(&format!("/records/deals/{}", id_of(&open))).await;
+    let input = deal_card
+        .html
+        .split("<input")
+        .find(|tag| tag.contains("name=\"probability\""))
+        .and_then(|tag| tag.split('>').next())
+        .expect("a probability input");
+    assert!(
+        input.contains("min=\"0\"") && input.contains("max=\"100\""),
+        "{input}"
+    );
     let nav = ru.get("/").await;
     assert!(nav.html.contains("href=\"/deals\"") && nav.html.contains("href=\"/invoices\""));
 }

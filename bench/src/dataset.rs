@@ -4,6 +4,7 @@
 //! says which path loaded them), then their contact persons, deals, and
 //! invoices with lines, imported the same way.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -101,10 +102,11 @@ fn cell(value: Option<&Value>) -> String {
 }
 
 /// The CSV of `records` under `columns`, with a header row.
-fn csv_of<'a>(columns: &[String], records: impl Iterator<Item = &'a Value>) -> String {
+fn csv_of<R: Borrow<Value>>(columns: &[String], records: impl Iterator<Item = R>) -> String {
     let mut out = columns.join(",");
     out.push('\n');
     for record in records {
+        let record = record.borrow();
         let cells: Vec<String> = columns.iter().map(|c| cell(record.get(c))).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -114,8 +116,7 @@ fn csv_of<'a>(columns: &[String], records: impl Iterator<Item = &'a Value>) -> S
 
 /// The CSV of clients `rows` of the data set `seed`, with a header row.
 pub fn csv(seed: u64, columns: &[String], rows: Range<u64>) -> String {
-    let records: Vec<Value> = rows.map(|n| generator::client(seed, n)).collect();
-    csv_of(columns, records.iter())
+    csv_of(columns, rows.map(|n| generator::client(seed, n)))
 }
 
 enum Chunk {
