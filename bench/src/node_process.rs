@@ -140,10 +140,26 @@ pub struct Memory {
     pub peak: u64,
 }
 
+/// The text after `key` on the line of a `/proc` file that starts with it.
+fn proc_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    Some(line[key.len()..].trim())
+}
+
 fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb = line[key.len()..].trim().trim_end_matches("kB").trim();
+    let kb = proc_field(status, key)?.trim_end_matches("kB").trim();
     kb.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Bytes process `pid` has sent to storage so far (`write_bytes` of
+/// `/proc/PID/io`): counted when a page is first dirtied, so a page written
+/// again before it reaches the disk counts once, as it costs the disk once.
+pub fn storage_writes_of(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let io = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    proc_field(&io, "write_bytes:")
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{path} has no write_bytes"))
 }
 
 /// The resident memory of process `pid` now.
@@ -344,6 +360,11 @@ impl NodeProcess {
         memory_of(self.pid().context("the node is not running")?)
     }
 
+    /// Bytes the node has sent to storage since it started.
+    pub fn storage_writes(&self) -> anyhow::Result<u64> {
+        storage_writes_of(self.pid().context("the node is not running")?)
+    }
+
     /// Issues an access token on this node (`crm-node token create NAME`)
     /// and returns its secret, the last line printed.
     pub async fn issue_token(&self, name: &str) -> anyhow::Result<String> {
@@ -376,6 +397,17 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmRSS:"), Some(100 * 1024 * 1024));
         assert_eq!(parse_status_kb(status, "VmHWM:"), Some(200 * 1024 * 1024));
         assert_eq!(parse_status_kb(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn storage_writes_are_read_from_proc_io() {
+        let io = "rchar: 10\nwchar: 20\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
+        assert_eq!(
+            proc_field(io, "write_bytes:").and_then(|n| n.parse::<u64>().ok()),
+            Some(4096)
+        );
+        assert_eq!(proc_field(io, "read_bytes:"), None);
+        assert!(storage_writes_of(std::process::id()).is_ok());
     }
 
     #[test]

@@ -340,7 +340,7 @@ async fn at_size(
         return Ok(());
     }
     rows.progress(&format!("size {size}: HTTP creates"));
-    let created = scenarios::create(plan, a.api(), size, limit).await;
+    let created = scenarios::create(plan, &a, size, limit).await;
     rows.add(
         &[figures::CREATE_RATE, figures::CREATE_P99],
         Some(size),
