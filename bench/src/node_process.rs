@@ -157,9 +157,11 @@ fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
 pub fn storage_writes_of(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/io");
     let io = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    proc_field(&io, "write_bytes:")
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("{path} has no write_bytes"))
+    parse_write_bytes(&io).with_context(|| format!("{path} has no write_bytes"))
+}
+
+fn parse_write_bytes(io: &str) -> Option<u64> {
+    proc_field(io, "write_bytes:")?.parse().ok()
 }
 
 /// The resident memory of process `pid` now.
@@ -402,11 +404,8 @@ mod tests {
     #[test]
     fn storage_writes_are_read_from_proc_io() {
         let io = "rchar: 10\nwchar: 20\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
-        assert_eq!(
-            proc_field(io, "write_bytes:").and_then(|n| n.parse::<u64>().ok()),
-            Some(4096)
-        );
-        assert_eq!(proc_field(io, "read_bytes:"), None);
+        assert_eq!(parse_write_bytes(io), Some(4096));
+        assert_eq!(parse_write_bytes("rchar: 10\nwchar: 20\n"), None);
         assert!(storage_writes_of(std::process::id()).is_ok());
     }
 

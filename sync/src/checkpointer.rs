@@ -19,9 +19,11 @@ use crate::{database, StoreError};
 
 /// How soon the WAL is copied again while writes come in. Under a stream
 /// of creates the WAL grows by about 50,000 pages a second (each create
-/// dirties a leaf of most field indexes). Copying every 200 ms left the
-/// writer's checkpoint (see [`WRITER_AUTOCHECKPOINT`]) thousands of pages
-/// to copy and sync.
+/// dirties a leaf of most field indexes). Copying every 200 ms instead
+/// wrote 8% less to the disk (a page rewritten meanwhile is copied once)
+/// but left the writer's checkpoint (see [`WRITER_AUTOCHECKPOINT`]) more
+/// to copy, for no clear gain in create latency (BENCHMARKS.md, ninth
+/// round).
 const BUSY_INTERVAL: Duration = Duration::from_millis(50);
 /// How often an idle WAL is looked at.
 const IDLE_INTERVAL: Duration = Duration::from_millis(200);
@@ -31,8 +33,12 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(200);
 /// under a steady stream of writes this thread seldom gets there (a commit
 /// lands while it copies): the writer's checkpoint, during which nothing
 /// commits, does. It copies what this thread has not and syncs the
-/// database file, which under a stream of creates takes 20–60 ms while
-/// every writer waits. At 10,000 pages that came six times a second and
+/// database file. SQLite syncs that file only after a checkpoint that
+/// copied the whole WAL, so under load this thread's copies stay unsynced
+/// and the writer's sync writes all of them out: 20–60 ms at 100,000
+/// clients, 34–170 ms at 1,000,000, while every writer waits. (Syncing
+/// after each pass here removed those stalls but not the create p99, and
+/// cost more disk writes.) At 10,000 pages that came six times a second and
 /// made most of the create p99; at 100,000 pages (about 400 MB of WAL) it
 /// comes every second or two. [`crate::database`] keeps a WAL file of that
 /// size instead of cutting it back at each restart.
