@@ -136,24 +136,15 @@ impl Plan {
     }
 }
 
-/// The figures that depend on the data-set size, in table order.
-const PER_SIZE: &[Spec] = &[
-    figures::CREATE_RATE,
-    figures::CREATE_P99,
-    figures::GET_RATE,
-    figures::LIST_P99,
-    figures::SEARCH_P99,
-    figures::FIRST_SYNC,
-    figures::ONE_CHANGE_TIME,
-    figures::ONE_CHANGE_BYTES,
-    figures::NOOP_REQUESTS,
-    figures::NOOP_BYTES,
-    figures::NOOP_TIME,
-    figures::VISIBILITY_P95,
-    figures::RSS,
-    figures::STARTUP,
-    figures::IMPORT_RATE,
-];
+/// The figures measured at each size: every group's but the limit's
+/// (measured once per run), and the import.
+fn per_size() -> impl Iterator<Item = Spec> {
+    GROUP_FIGURES
+        .iter()
+        .filter(|(group, _)| *group != Group::Limit)
+        .flat_map(|(_, specs)| specs.iter().copied())
+        .chain([figures::IMPORT_RATE])
+}
 
 /// Collects rows; a failed step becomes FAILED rows for its figures.
 struct Rows {
@@ -200,14 +191,14 @@ impl Rows {
     /// Adds FAILED rows for every per-size figure of `plan` not yet
     /// measured at `size`.
     fn fail_rest(&mut self, plan: &Plan, size: u64, why: &anyhow::Error) {
-        for spec in PER_SIZE.iter().filter(|spec| plan.measures_spec(**spec)) {
+        for spec in per_size().filter(|spec| plan.measures_spec(*spec)) {
             let done = self
                 .rows
                 .iter()
-                .any(|r| r.spec == *spec && r.size == Some(size));
+                .any(|r| r.spec == spec && r.size == Some(size));
             if !done {
                 self.rows
-                    .push(Measurement::failed(*spec, Some(size), format!("{why:#}")));
+                    .push(Measurement::failed(spec, Some(size), format!("{why:#}")));
             }
         }
     }
@@ -389,19 +380,17 @@ mod tests {
     #[test]
     fn only_picks_its_groups_and_the_import_always() {
         let mut plan = Plan::smoke(PathBuf::from("/tmp"));
-        assert!(PER_SIZE.iter().all(|spec| plan.measures_spec(*spec)));
-        // A new figure must join a group, or `--only` would always run it.
-        let ungrouped: Vec<&str> = PER_SIZE
-            .iter()
-            .filter(|spec| Group::of(**spec).is_none())
+        assert!(per_size().all(|spec| plan.measures_spec(spec)));
+        // Only the import, which every run measures, is in no group.
+        let ungrouped: Vec<&str> = per_size()
+            .filter(|spec| Group::of(*spec).is_none())
             .map(|spec| spec.name)
             .collect();
         assert_eq!(ungrouped, [figures::IMPORT_RATE.name]);
         assert_eq!(Group::of(figures::INPROCESS_LIMIT), Some(Group::Limit));
         plan.only = vec![Group::Creates];
-        let measured: Vec<&str> = PER_SIZE
-            .iter()
-            .filter(|spec| plan.measures_spec(**spec))
+        let measured: Vec<&str> = per_size()
+            .filter(|spec| plan.measures_spec(*spec))
             .map(|spec| spec.name)
             .collect();
         assert_eq!(
