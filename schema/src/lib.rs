@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login sessions",
         sql: include_str!("../migrations/0002_sessions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "search index merges fewer, larger levels",
+        sql: include_str!("../migrations/0003_search_merge.sql"),
+    },
 ];
 
 /// One numbered SQL migration.

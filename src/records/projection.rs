@@ -442,6 +442,10 @@ impl Projector for RecordProjector {
             None => Box::new(crm_sync::NoProjection),
         })
     }
+
+    fn after_deferred(&self, conn: &Connection, added: usize) -> Result<(), ProjectError> {
+        Ok(super::search::merge_step(conn, added)?)
+    }
 }
 
 /// The record's title (its title fields joined) and the rest of its

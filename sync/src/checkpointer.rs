@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -73,6 +73,7 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
         // PASSIVE: copies what no reader still needs, never waits for the
         // writer or a reader. Busy is normal (the writer's backstop, a
         // backup); anything else is logged once until it changes.
+        let began = Instant::now();
         let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok(WalFrames {
                 logged: row.get(1)?,
@@ -81,6 +82,12 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
         });
         match outcome {
             Ok(wal) => {
+                tracing::trace!(
+                    logged = wal.logged,
+                    copied = wal.copied,
+                    took_us = began.elapsed().as_micros(),
+                    "WAL checkpoint pass"
+                );
                 last_problem = None;
                 wait = next_wait(last_wal, wal);
                 last_wal = Some(wal);

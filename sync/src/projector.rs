@@ -48,6 +48,14 @@ pub trait Rendered: Send {
 /// alone, so that projections can be rebuilt and converged nodes agree.
 pub trait Projector: Send + Sync + 'static {
     fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError>;
+
+    /// Runs in the transaction right after deferred writes, with the number
+    /// of additions among them: upkeep whose cost should come in small
+    /// shares with the writes that cause it, instead of all at once inside
+    /// one commit (the node merges its full-text index's segments here).
+    fn after_deferred(&self, _conn: &Connection, _added: usize) -> Result<(), ProjectError> {
+        Ok(())
+    }
 }
 
 /// A projector for a store whose documents need no derived tables (tools,

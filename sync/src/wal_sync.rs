@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -67,7 +67,13 @@ impl WalSyncer {
                 while let Ok(first) = receiver.recv() {
                     let mut groups = vec![first];
                     groups.extend(receiver.try_iter());
+                    let began = Instant::now();
                     let synced = sync();
+                    tracing::trace!(
+                        groups = groups.len(),
+                        sync_us = began.elapsed().as_micros(),
+                        "WAL synced"
+                    );
                     finish(groups, synced, &published);
                 }
             })

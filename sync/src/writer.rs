@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, ChangeHash};
@@ -189,7 +190,11 @@ impl<'a> WriteTxn<'a> {
     /// Runs this job's deferred projection writes now, so that a long job
     /// does not pile them up; they still roll back with the job.
     pub fn flush_deferred(&mut self) -> Result<(), StoreError> {
-        run_deferred(self.conn, std::mem::take(&mut self.deferred))
+        run_deferred(
+            self.conn,
+            self.projector,
+            std::mem::take(&mut self.deferred),
+        )
     }
 
     /// Refreshes the query planner's statistics where they are stale, with
@@ -258,10 +263,15 @@ impl<'a> WriteTxn<'a> {
     }
 }
 
-/// Runs deferred projection writes: every removal, then the additions. A
+/// Runs deferred projection writes: every removal, then the additions, then
+/// the projector's upkeep for them ([`Projector::after_deferred`]). A
 /// document changed several times in one group (an edit and a received
 /// change, say) keeps only its last addition: its last state.
-fn run_deferred(conn: &Connection, deferred: Vec<(i64, Deferred)>) -> Result<(), StoreError> {
+fn run_deferred(
+    conn: &Connection,
+    projector: &dyn Projector,
+    deferred: Vec<(i64, Deferred)>,
+) -> Result<(), StoreError> {
     let failed = |e| projection_failed("(deferred)".into(), e);
     let last: std::collections::HashMap<i64, usize> = deferred
         .iter()
@@ -277,10 +287,11 @@ fn run_deferred(conn: &Connection, deferred: Vec<(i64, Deferred)>) -> Result<(),
             adds.extend(d.add);
         }
     }
+    let added = adds.len();
     for add in adds {
         add(conn).map_err(failed)?;
     }
-    Ok(())
+    projector.after_deferred(conn, added).map_err(failed)
 }
 
 /// Renders and stores the rows of a document; returns its deferred writes.
@@ -437,7 +448,7 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                let began = std::time::Instant::now();
+                let began = Instant::now();
                 writer.commit_group(group);
                 if began.elapsed() >= LARGE_GROUP {
                     writer.shrink_cache();
@@ -503,6 +514,8 @@ impl Writer<'_> {
 
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
         let conn = self.conn;
+        let began = Instant::now();
+        let jobs = group.len();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let e = StoreError::from(e);
             for job in group {
@@ -563,13 +576,25 @@ impl Writer<'_> {
                 broken = Some(e);
             }
         }
+        let mut committing = began;
         let outcome = match broken {
             Some(e) => Err(e),
-            None => run_deferred(conn, deferred)
-                .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from)),
+            None => run_deferred(conn, self.projector, deferred).and_then(|()| {
+                committing = Instant::now();
+                conn.execute_batch("COMMIT").map_err(StoreError::from)
+            }),
         };
         match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
+                // COMMIT is timed apart: it is where the full-text index
+                // writes the group's new segment (BENCHMARKS.md, tenth
+                // round).
+                tracing::trace!(
+                    jobs,
+                    run_us = committing.duration_since(began).as_micros(),
+                    commit_us = committing.elapsed().as_micros(),
+                    "group committed"
+                );
                 let seq = if fed.is_empty() {
                     None
                 } else {
