@@ -120,9 +120,13 @@ fn log_filter(configured: &str) -> String {
     }
 }
 
+/// Colours only on a terminal: a log redirected to a file or a service
+/// manager's journal stays plain text.
 fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(log_filter(filter)))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

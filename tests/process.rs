@@ -1,6 +1,7 @@
 //! The node's process itself: on Linux with glibc it caps the allocator's
 //! arenas by starting itself again once, and the process that answers is
-//! still the one that was started.
+//! still the one that was started, and its log is plain text off a
+//! terminal.
 
 mod common;
 
@@ -26,4 +27,17 @@ async fn the_serving_process_runs_with_two_allocator_arenas_per_core() {
         (2 * cores).to_string()
     });
     assert_eq!(arenas, Some(expected));
+}
+
+/// A log that goes to a file (here the harness's, as under a service
+/// manager) is plain text, without a terminal's colour codes.
+#[tokio::test]
+async fn a_log_written_to_a_file_has_no_colour_codes() {
+    let node = TestNode::start().await;
+    node.get("/api/v1/auth/me")
+        .await
+        .expect_status(200, "the node answers");
+    let log = node.log_tail();
+    assert!(log.contains("INFO"), "the node logged nothing: {log:?}");
+    assert!(!log.contains('\u{1b}'), "colour codes in the log: {log:?}");
 }
