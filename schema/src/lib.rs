@@ -37,7 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "search index merges fewer, larger levels",
+        name: "search index merged by the node, in small shares",
         sql: include_str!("../migrations/0003_search_merge.sql"),
     },
 ];

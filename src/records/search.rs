@@ -15,9 +15,10 @@ const MAX_TERMS: usize = 16;
 /// broad is refined by the user anyway.
 const RANKED_MATCHES: i64 = 2000;
 /// Index pages merged per record indexed. FTS5's own merging is off (the
-/// node's migration 3): it merged in bursts inside one commit. Two pages a
-/// record kept the index's levels in check under creates at 1,000,000
-/// clients; four leave room for records with more text.
+/// node's migration 3): it merged in bursts inside one commit. About two
+/// pages a record kept up with a minute of creates at 1,000,000 clients
+/// (no crisis merge); four leave room for records with more text
+/// (BENCHMARKS.md, tenth round).
 const MERGE_PAGES_PER_RECORD: usize = 4;
 
 /// Merges up to a few pages of the full-text index's segments for `added`

@@ -586,9 +586,8 @@ impl Writer<'_> {
         };
         match outcome.map_err(|e| crate::storage::refine(conn, e)) {
             Ok(()) => {
-                // COMMIT is timed apart: it is where the full-text index
-                // writes the group's new segment (BENCHMARKS.md, tenth
-                // round).
+                // COMMIT is timed apart from running the jobs: FTS5's
+                // merges used to hide in it (BENCHMARKS.md, tenth round).
                 tracing::trace!(
                     jobs,
                     run_us = committing.duration_since(began).as_micros(),
