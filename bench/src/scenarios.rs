@@ -60,6 +60,17 @@ where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
+    warm_up(plan, concurrency, &op).await?;
+    load::run(concurrency, Stop::After(plan.measure), op).await
+}
+
+/// The warm-up of [`measured`] alone, for a scenario that reads the node
+/// between it and the measured load.
+async fn warm_up<F, Fut>(plan: &Plan, concurrency: usize, op: &F) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     if !plan.warmup.is_zero() {
         let warm = op.clone();
         load::run(concurrency, Stop::After(plan.warmup), move |i| {
@@ -67,7 +78,7 @@ where
         })
         .await?;
     }
-    load::run(concurrency, Stop::After(plan.measure), op).await
+    Ok(())
 }
 
 /// A measured load of GETs cycling through `urls`; fails on any error.
@@ -246,22 +257,25 @@ pub async fn create(
 ) -> anyhow::Result<Vec<Measurement>> {
     let api = node.api();
     let url = api.url("/api/v1/clients", &[])?;
-    let written_before = node.storage_writes();
     let client = api.client().clone();
     let seed = plan.seed;
-    let result = measured(plan, plan.concurrency, move |i| {
+    let create_one = move |i| {
         let request = client
             .post(url.clone())
             .json(&generator::client(seed, CREATED_BASE + i));
         async move { api::check(request.send().await).await.map(drop) }
-    })
-    .await?;
+    };
+    // The bytes are read around the measured load only: the warm-up's
+    // creates are not in `result.ok`.
+    warm_up(plan, plan.concurrency, &create_one).await?;
+    let written_before = node.storage_writes();
+    let result = load::run(plan.concurrency, Stop::After(plan.measure), create_one).await?;
     let written = node.storage_writes();
     result.require_clean("HTTP creates")?;
     let rate = result.per_second();
     let ratio = limit.filter(|l| *l > 0.0).map(|l| rate / l);
-    // What the disk had to take per create: at 1,000,000 clients the
-    // checkpoint's random page writes, not the CPU, set the pace.
+    // What the disk had to take per create (the WAL, and the checkpoint's
+    // copies of it).
     let mut summary = result.summary();
     if let (Ok(before), Ok(after)) = (written_before, written) {
         summary.push_str(&format!(

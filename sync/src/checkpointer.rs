@@ -38,7 +38,8 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(200);
 /// and the writer's sync writes all of them out: 20–60 ms at 100,000
 /// clients, 34–170 ms at 1,000,000, while every writer waits. (Syncing
 /// after each pass here removed those stalls but not the create p99, and
-/// cost more disk writes.) At 10,000 pages that came six times a second and
+/// cost more disk writes; that was measured while FTS5's merge bursts
+/// still set the p99, BENCHMARKS.md, tenth round.) At 10,000 pages that came six times a second and
 /// made most of the create p99; at 100,000 pages (about 400 MB of WAL) it
 /// comes every second or two. [`crate::database`] keeps a WAL file of that
 /// size instead of cutting it back at each restart.

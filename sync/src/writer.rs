@@ -448,11 +448,7 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                let began = Instant::now();
                 writer.commit_group(group);
-                if began.elapsed() >= LARGE_GROUP {
-                    writer.shrink_cache();
-                }
             }
             // Every job answered, and the checkpoint thread stopped,
             // before the last checkpoint, which truncates the WAL.
@@ -626,6 +622,9 @@ impl Writer<'_> {
                     deliver(Err(share(&e)));
                 }
             }
+        }
+        if began.elapsed() >= LARGE_GROUP {
+            self.shrink_cache();
         }
     }
 }
