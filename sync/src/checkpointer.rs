@@ -3,16 +3,28 @@
 //! SQLite's automatic checkpoint runs inside the commit that crosses the
 //! WAL's size limit, on the writer: every few group commits, one of them
 //! copied a thousand pages and waited for them, while every write queued
-//! behind it. Here the writer only checkpoints as a backstop
-//! ([`WRITER_AUTOCHECKPOINT`]); this thread copies the WAL often, in
-//! parallel with the writer, and a page changed by many commits between two
-//! checkpoints is copied once.
+//! behind it. Here this thread copies the WAL often, in parallel with the
+//! writer, and a page changed by many commits between two checkpoints is
+//! copied once.
+//!
+//! The WAL can only start again from its beginning once a checkpoint has
+//! copied all of it and synced the database file, and under a steady
+//! stream of writes a commit always lands while a pass copies. So once the
+//! WAL is long ([`FINISH_AT`]) this thread finishes the cycle: it syncs the
+//! database file while the writer goes on, copies again, and repeats until
+//! a sync is quick; then it holds the [`CommitGate`] for one last pass, which
+//! no commit can overtake. The writer waits for that pass alone, about
+//! 10 ms, where it used to copy and sync the whole cycle itself (150–300 ms,
+//! BENCHMARKS.md, eleventh round). The writer's own checkpoint
+//! ([`WRITER_AUTOCHECKPOINT`]) remains as the backstop.
 
+use std::fs::File;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 
 use crate::{database, StoreError};
@@ -28,25 +40,50 @@ const BUSY_INTERVAL: Duration = Duration::from_millis(50);
 /// How often an idle WAL is looked at.
 const IDLE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// WAL pages at which the writer checkpoints by itself. The WAL can only
-/// restart from its beginning once a checkpoint has copied all of it, and
-/// under a steady stream of writes this thread seldom gets there (a commit
-/// lands while it copies): the writer's checkpoint, during which nothing
-/// commits, does. It copies what this thread has not and syncs the
-/// database file. SQLite syncs that file only after a checkpoint that
-/// copied the whole WAL, so under load this thread's copies stay unsynced
-/// and the writer's sync writes all of them out: 20–60 ms at 100,000
-/// clients, 34–170 ms at 1,000,000, while every writer waits. (Syncing
-/// after each pass here removed those stalls but not the create p99, and
-/// cost more disk writes; that was measured while FTS5's merge bursts
-/// still set the p99, BENCHMARKS.md, tenth round.) At 10,000 pages that came six times a second and
-/// made most of the create p99; at 100,000 pages (about 400 MB of WAL) it
-/// comes every second or two. [`crate::database`] keeps a WAL file of that
-/// size instead of cutting it back at each restart.
+/// WAL frames from which this thread finishes a cycle (module comment).
+/// About a second of creates at 1,000,000 clients; finishing from 25,000
+/// frames on gave a higher create p99 (32 ms against 28) and more bytes
+/// written, the pages changed in every cycle being copied more often.
+const FINISH_AT: i64 = 50_000;
+
+/// A database sync this quick leaves little for the gated pass: the pages
+/// copied since are about as few, so the writer waits about as long.
+const QUICK_SYNC: Duration = Duration::from_millis(15);
+
+/// Syncs before the gated pass at most, should the disk never be quick.
+/// Each sync covers the copies of the one before; three or four get there.
+const MAX_SYNCS: usize = 5;
+
+/// WAL pages at which the writer checkpoints by itself: the backstop, for
+/// when this thread falls behind (a cycle's syncs slower than the writes
+/// that come in meanwhile). Its checkpoint copies what this thread has not
+/// and syncs the database file, while every write waits: 34–300 ms at
+/// 1,000,000 clients (BENCHMARKS.md, ninth and eleventh rounds).
+/// [`crate::database`] keeps a WAL file of that size instead of cutting it
+/// back at each restart.
 pub(crate) const WRITER_AUTOCHECKPOINT: i64 = 100_000;
+
+/// Held by the writer while it commits a group, and by the checkpoint
+/// thread for the last pass of a cycle, which must see no commit land.
+#[derive(Clone, Default)]
+pub(crate) struct CommitGate(Arc<Mutex<()>>);
+
+impl CommitGate {
+    /// Runs `f` holding the gate. A fair release: the writer takes the gate
+    /// again for its next group at once, and a plain release would let it
+    /// overtake a waiting checkpoint thread group after group (a wait of
+    /// 1.3 s was seen).
+    pub(crate) fn while_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let held = self.0.lock();
+        let out = f();
+        parking_lot::MutexGuard::unlock_fair(held);
+        out
+    }
+}
 
 /// The running checkpoint thread; stops and joins when dropped.
 pub(crate) struct Checkpointer {
+    gate: CommitGate,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -54,41 +91,120 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     pub(crate) fn spawn(path: &Path) -> Result<Checkpointer, StoreError> {
         let conn = database::open_checkpointer(path)?;
+        // Written through SQLite only; this handle is for syncing it.
+        let database = File::options()
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::TaskFailed(format!("opening the database to sync it: {e}")))?;
+        let gate = CommitGate::default();
+        let cycle = Cycle {
+            conn,
+            database,
+            gate: gate.clone(),
+        };
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("crm-checkpoint".into())
-            .spawn(move || run(&conn, &stopped))
+            .spawn(move || run(&cycle, &stopped))
             .map_err(|e| StoreError::TaskFailed(e.to_string()))?;
         Ok(Checkpointer {
+            gate,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
+
+    /// The gate the writer holds while it commits a group.
+    pub(crate) fn gate(&self) -> CommitGate {
+        self.gate.clone()
+    }
 }
 
-fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+/// What a checkpoint pass needs.
+struct Cycle {
+    conn: Connection,
+    database: File,
+    gate: CommitGate,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("syncing the database file: {0}")]
+    Sync(#[from] std::io::Error),
+}
+
+impl Cycle {
+    /// PASSIVE: copies what no reader still needs, never waits for the
+    /// writer or a reader.
+    fn pass(&self) -> Result<WalFrames, rusqlite::Error> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok(WalFrames {
+                    logged: row.get(1)?,
+                    copied: row.get(2)?,
+                })
+            })
+    }
+
+    /// Finishes the cycle (module comment): syncs until a sync is quick,
+    /// then one last pass behind the gate. That pass reaches the end of
+    /// the WAL (unless a reader still needs an older page), so SQLite syncs
+    /// the database file and the writer's next commit restarts the WAL.
+    fn finish(&self) -> Result<WalFrames, PassError> {
+        let began = Instant::now();
+        let mut syncs = 0;
+        loop {
+            let sync_began = Instant::now();
+            self.database.sync_data()?;
+            syncs += 1;
+            if sync_began.elapsed() < QUICK_SYNC || syncs == MAX_SYNCS {
+                break;
+            }
+            self.pass()?;
+        }
+        let synced = began.elapsed();
+        let (last, gated) = self.gate.while_held(|| {
+            let gated = Instant::now();
+            (self.pass(), gated.elapsed())
+        });
+        let last = last?;
+        tracing::trace!(
+            syncs,
+            synced_us = synced.as_micros(),
+            gated_us = gated.as_micros(),
+            logged = last.logged,
+            copied = last.copied,
+            "WAL cycle finished"
+        );
+        Ok(last)
+    }
+}
+
+fn run(cycle: &Cycle, stopped: &mpsc::Receiver<()>) {
     let mut last_problem: Option<String> = None;
     let mut wait = IDLE_INTERVAL;
     let mut last_wal: Option<WalFrames> = None;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-        // PASSIVE: copies what no reader still needs, never waits for the
-        // writer or a reader. Busy is normal (the writer's backstop, a
-        // backup); anything else is logged once until it changes.
+        // Busy is normal (the writer's backstop, a backup); anything else
+        // is logged once until it changes.
         let began = Instant::now();
-        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok(WalFrames {
-                logged: row.get(1)?,
-                copied: row.get(2)?,
-            })
+        let outcome = cycle.pass().map_err(PassError::from).and_then(|wal| {
+            tracing::trace!(
+                logged = wal.logged,
+                copied = wal.copied,
+                took_us = began.elapsed().as_micros(),
+                "WAL checkpoint pass"
+            );
+            if wal.logged >= FINISH_AT {
+                cycle.finish()
+            } else {
+                Ok(wal)
+            }
         });
         match outcome {
             Ok(wal) => {
-                tracing::trace!(
-                    logged = wal.logged,
-                    copied = wal.copied,
-                    took_us = began.elapsed().as_micros(),
-                    "WAL checkpoint pass"
-                );
                 last_problem = None;
                 wait = next_wait(last_wal, wal);
                 last_wal = Some(wal);
@@ -136,6 +252,76 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// A database in WAL mode with a table to fill, the writer's way.
+    fn writer_and_cycle(dir: &Path) -> (Connection, Cycle) {
+        let path = dir.join("db.sqlite3");
+        let writer = database::open_writer(&path).expect("writer");
+        writer
+            .execute_batch("CREATE TABLE t (b BLOB)")
+            .expect("table");
+        let cycle = Cycle {
+            conn: database::open_checkpointer(&path).expect("checkpointer"),
+            database: File::options().write(true).open(&path).expect("file"),
+            gate: CommitGate::default(),
+        };
+        (writer, cycle)
+    }
+
+    fn commit_pages(writer: &Connection, pages: usize) {
+        writer.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..pages {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(3000))", [])
+                .expect("insert");
+        }
+        writer.execute_batch("COMMIT").expect("commit");
+    }
+
+    #[test]
+    fn a_finished_cycle_lets_the_next_commit_start_the_wal_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (writer, cycle) = writer_and_cycle(dir.path());
+        for _ in 0..10 {
+            commit_pages(&writer, 50);
+        }
+        let finished = cycle.finish().expect("finished");
+        assert!(finished.logged > 500, "{finished:?}");
+        assert_eq!(finished.copied, finished.logged);
+        commit_pages(&writer, 1);
+        let after = cycle.pass().expect("pass");
+        assert!(after.logged < 10, "the WAL went on: {after:?}");
+    }
+
+    #[test]
+    fn the_last_pass_of_a_cycle_waits_for_the_commit_in_progress() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (writer, cycle) = writer_and_cycle(dir.path());
+        commit_pages(&writer, 50);
+        let gate = cycle.gate.clone();
+        let (holding, held) = mpsc::channel();
+        let committer = std::thread::spawn(move || {
+            gate.while_held(|| {
+                holding.send(()).expect("tell");
+                // A commit that takes its time: without the gate, the
+                // cycle's last pass would run before it lands.
+                std::thread::sleep(Duration::from_millis(300));
+                commit_pages(&writer, 80);
+                writer
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        row.get::<_, i64>(1)
+                    })
+                    .expect("frames")
+            })
+        });
+        held.recv_timeout(LONG).expect("the gate is held");
+        let finished = cycle.finish().expect("finished");
+        let frames_after_commit = committer.join().expect("committer");
+        assert_eq!(finished.logged, frames_after_commit);
+        assert_eq!(finished.copied, finished.logged);
+    }
 
     const fn frames(logged: i64, copied: i64) -> WalFrames {
         WalFrames { logged, copied }

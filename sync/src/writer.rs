@@ -432,6 +432,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("crm-writer".into())
         .spawn(move || {
+            let gate = checkpointer.gate();
             let mut cache = DocCache::new(cache_capacity);
             let mut writer = Writer {
                 conn: &conn,
@@ -448,7 +449,7 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                writer.commit_group(group);
+                gate.while_held(|| writer.commit_group(group));
             }
             // Every job answered, and the checkpoint thread stopped,
             // before the last checkpoint, which truncates the WAL.
