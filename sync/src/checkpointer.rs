@@ -13,7 +13,8 @@
 //! WAL is long ([`FINISH_AT`]) this thread finishes the cycle: it syncs the
 //! database file while the writer goes on, copies again, and repeats until
 //! a sync is quick; then it holds the [`CommitGate`] for one last pass, which
-//! no commit can overtake. The writer waits for that pass alone, about
+//! no commit can overtake (unless the writer is in a long commit, an
+//! import's say: then a later pass finishes the cycle). The writer waits for that pass alone, about
 //! 10 ms, where it used to copy and sync the whole cycle itself (150–300 ms,
 //! BENCHMARKS.md, eleventh round). The writer's own checkpoint
 //! ([`WRITER_AUTOCHECKPOINT`]) remains as the backstop.
@@ -54,6 +55,12 @@ const QUICK_SYNC: Duration = Duration::from_millis(15);
 /// Each sync covers the copies of the one before; three or four get there.
 const MAX_SYNCS: usize = 5;
 
+/// How long the last pass waits for the group the writer is committing. A
+/// group that takes longer (an import's, a first sync's) may have written
+/// more than that pass could copy and sync without holding every write for
+/// long: the cycle is then finished from a later pass.
+const GATE_WAIT: Duration = Duration::from_millis(20);
+
 /// WAL pages at which the writer checkpoints by itself: the backstop, for
 /// when this thread falls behind (a cycle's syncs slower than the writes
 /// that come in meanwhile). Its checkpoint copies what this thread has not
@@ -79,6 +86,14 @@ impl CommitGate {
         parking_lot::MutexGuard::unlock_fair(held);
         out
     }
+
+    /// Runs `f` holding the gate if it can be had within `wait`.
+    fn try_while_held<T>(&self, wait: Duration, f: impl FnOnce() -> T) -> Option<T> {
+        let held = self.0.try_lock_for(wait)?;
+        let out = f();
+        parking_lot::MutexGuard::unlock_fair(held);
+        Some(out)
+    }
 }
 
 /// The running checkpoint thread; stops and joins when dropped.
@@ -101,6 +116,7 @@ impl Checkpointer {
             conn,
             database,
             gate: gate.clone(),
+            gate_wait: GATE_WAIT,
         };
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -125,6 +141,17 @@ struct Cycle {
     conn: Connection,
     database: File,
     gate: CommitGate,
+    gate_wait: Duration,
+}
+
+/// How a try at finishing the cycle ended, with the WAL as it left it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Finish {
+    /// The last pass ran: unless a reader held it back, it copied the
+    /// whole WAL.
+    Done(WalFrames),
+    /// The writer held the gate longer than [`GATE_WAIT`].
+    WriterBusy(WalFrames),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +179,7 @@ impl Cycle {
     /// then one last pass behind the gate. That pass reaches the end of
     /// the WAL (unless a reader still needs an older page), so SQLite syncs
     /// the database file and the writer's next commit restarts the WAL.
-    fn finish(&self) -> Result<WalFrames, PassError> {
+    fn finish(&self, mut wal: WalFrames) -> Result<Finish, PassError> {
         let began = Instant::now();
         let mut syncs = 0;
         loop {
@@ -162,13 +189,21 @@ impl Cycle {
             if sync_began.elapsed() < QUICK_SYNC || syncs == MAX_SYNCS {
                 break;
             }
-            self.pass()?;
+            wal = self.pass()?;
         }
         let synced = began.elapsed();
-        let (last, gated) = self.gate.while_held(|| {
+        let gated = self.gate.try_while_held(self.gate_wait, || {
             let gated = Instant::now();
             (self.pass(), gated.elapsed())
         });
+        let Some((last, gated)) = gated else {
+            tracing::trace!(
+                syncs,
+                synced_us = synced.as_micros(),
+                "WAL cycle left for later: the writer is in a long commit"
+            );
+            return Ok(Finish::WriterBusy(wal));
+        };
         let last = last?;
         tracing::trace!(
             syncs,
@@ -178,7 +213,7 @@ impl Cycle {
             copied = last.copied,
             "WAL cycle finished"
         );
-        Ok(last)
+        Ok(Finish::Done(last))
     }
 }
 
@@ -198,7 +233,9 @@ fn run(cycle: &Cycle, stopped: &mpsc::Receiver<()>) {
                 "WAL checkpoint pass"
             );
             if wal.logged >= FINISH_AT {
-                cycle.finish()
+                cycle.finish(wal).map(|finish| match finish {
+                    Finish::Done(wal) | Finish::WriterBusy(wal) => wal,
+                })
             } else {
                 Ok(wal)
             }
@@ -256,7 +293,7 @@ mod tests {
     const LONG: Duration = Duration::from_secs(10);
 
     /// A database in WAL mode with a table to fill, the writer's way.
-    fn writer_and_cycle(dir: &Path) -> (Connection, Cycle) {
+    fn writer_and_cycle(dir: &Path, gate_wait: Duration) -> (Connection, Cycle) {
         let path = dir.join("db.sqlite3");
         let writer = database::open_writer(&path).expect("writer");
         writer
@@ -266,6 +303,7 @@ mod tests {
             conn: database::open_checkpointer(&path).expect("checkpointer"),
             database: File::options().write(true).open(&path).expect("file"),
             gate: CommitGate::default(),
+            gate_wait,
         };
         (writer, cycle)
     }
@@ -280,14 +318,28 @@ mod tests {
         writer.execute_batch("COMMIT").expect("commit");
     }
 
+    /// The WAL's frames, read the way the checkpoint thread reads them.
+    fn frames_of(conn: &Connection) -> WalFrames {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok(WalFrames {
+                logged: row.get(1)?,
+                copied: row.get(2)?,
+            })
+        })
+        .expect("frames")
+    }
+
     #[test]
     fn a_finished_cycle_lets_the_next_commit_start_the_wal_again() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (writer, cycle) = writer_and_cycle(dir.path());
+        let (writer, cycle) = writer_and_cycle(dir.path(), LONG);
         for _ in 0..10 {
             commit_pages(&writer, 50);
         }
-        let finished = cycle.finish().expect("finished");
+        let wal = cycle.pass().expect("pass");
+        let Finish::Done(finished) = cycle.finish(wal).expect("finished") else {
+            panic!("the gate was free");
+        };
         assert!(finished.logged > 500, "{finished:?}");
         assert_eq!(finished.copied, finished.logged);
         commit_pages(&writer, 1);
@@ -298,7 +350,7 @@ mod tests {
     #[test]
     fn the_last_pass_of_a_cycle_waits_for_the_commit_in_progress() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (writer, cycle) = writer_and_cycle(dir.path());
+        let (writer, cycle) = writer_and_cycle(dir.path(), LONG);
         commit_pages(&writer, 50);
         let gate = cycle.gate.clone();
         let (holding, held) = mpsc::channel();
@@ -309,18 +361,41 @@ mod tests {
                 // cycle's last pass would run before it lands.
                 std::thread::sleep(Duration::from_millis(300));
                 commit_pages(&writer, 80);
-                writer
-                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                        row.get::<_, i64>(1)
-                    })
-                    .expect("frames")
+                frames_of(&writer).logged
             })
         });
         held.recv_timeout(LONG).expect("the gate is held");
-        let finished = cycle.finish().expect("finished");
+        let wal = cycle.pass().expect("pass");
+        let finish = cycle.finish(wal).expect("finished");
         let frames_after_commit = committer.join().expect("committer");
+        let Finish::Done(finished) = finish else {
+            panic!("gave up waiting: {finish:?}");
+        };
         assert_eq!(finished.logged, frames_after_commit);
         assert_eq!(finished.copied, finished.logged);
+    }
+
+    #[test]
+    fn a_cycle_is_left_for_later_while_a_long_commit_holds_the_gate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (writer, cycle) = writer_and_cycle(dir.path(), Duration::from_millis(50));
+        commit_pages(&writer, 50);
+        let gate = cycle.gate.clone();
+        let (holding, held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let committer = std::thread::spawn(move || {
+            gate.while_held(|| {
+                holding.send(()).expect("tell");
+                released.recv_timeout(LONG).expect("released");
+                commit_pages(&writer, 80);
+            })
+        });
+        held.recv_timeout(LONG).expect("the gate is held");
+        let wal = cycle.pass().expect("pass");
+        let finish = cycle.finish(wal).expect("tried");
+        release.send(()).expect("release");
+        committer.join().expect("committer");
+        assert!(matches!(finish, Finish::WriterBusy(_)), "{finish:?}");
     }
 
     const fn frames(logged: i64, copied: i64) -> WalFrames {
