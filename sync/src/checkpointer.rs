@@ -14,10 +14,11 @@
 //! database file while the writer goes on, copies again, and repeats until
 //! a sync is quick; then it holds the [`CommitGate`] for one last pass, which
 //! no commit can overtake (unless the writer is in a long commit, an
-//! import's say: then a later pass finishes the cycle). The writer waits for that pass alone, about
-//! 10 ms, where it used to copy and sync the whole cycle itself (150–300 ms,
-//! BENCHMARKS.md, eleventh round). The writer's own checkpoint
-//! ([`WRITER_AUTOCHECKPOINT`]) remains as the backstop.
+//! import's say: then a later pass finishes the cycle). The writer waits
+//! for that pass alone, about 13 ms, where it used to copy and sync the
+//! whole cycle itself (150–300 ms, BENCHMARKS.md, eleventh round). The
+//! writer's own checkpoint ([`WRITER_AUTOCHECKPOINT`]) remains as the
+//! backstop.
 
 use std::fs::File;
 use std::path::Path;
