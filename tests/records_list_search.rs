@@ -484,11 +484,12 @@ async fn deleted_records_leave_search() {
 
 /// Pages of a sort on a field where most rows tie (and some have no value)
 /// list every record once, in order: ties are broken by `updated_at`, then
-/// `id`, and the cursor carries both.
+/// by the order the node stored the records, and the cursor carries both.
 #[tokio::test]
 async fn field_sort_pages_through_ties_and_missing_values() {
     let node = TestNode::start().await;
     let mut ids = HashSet::new();
+    let mut created: Vec<String> = Vec::new();
     for i in 0..14 {
         let mut body = json!({"name": format!("Tie {i:02}")});
         match i % 3 {
@@ -496,8 +497,11 @@ async fn field_sort_pages_through_ties_and_missing_values() {
             1 => body["city"] = json!("Beta"),
             _ => {}
         }
-        ids.insert(id_of(&create(&node, "clients", body).await));
+        let id = id_of(&create(&node, "clients", body).await);
+        created.push(id.clone());
+        ids.insert(id);
     }
+    let stored_at = |id: &str| created.iter().position(|c| c == id);
     for sort in ["city", "-city"] {
         let items = list_all(&node, "clients", &[("sort", sort), ("limit", "3")]).await;
         let got: Vec<String> = items.iter().map(id_of).collect();
@@ -507,13 +511,13 @@ async fn field_sort_pages_through_ties_and_missing_values() {
             ids,
             "sort={sort}"
         );
-        let keys: Vec<(Option<String>, String, String)> = items
+        let keys: Vec<(Option<String>, String, Option<usize>)> = items
             .iter()
             .map(|r| {
                 (
                     r["city"].as_str().map(str::to_lowercase),
                     r["updated_at"].as_str().unwrap_or_default().to_owned(),
-                    id_of(r),
+                    stored_at(&id_of(r)),
                 )
             })
             .collect();
@@ -522,6 +526,57 @@ async fn field_sort_pages_through_ties_and_missing_values() {
         if sort.starts_with('-') {
             want.reverse();
         }
-        assert_eq!(keys, want, "sort={sort}: order by city, updated_at, id");
+        assert_eq!(
+            keys, want,
+            "sort={sort}: order by city, updated_at, then as stored"
+        );
+    }
+}
+
+/// Records imported together mostly share their `updated_at`: pages of
+/// every sort list each of them once, ties in the order the node stored
+/// them (the file's, for a file of one import batch), reversed for a
+/// descending sort.
+#[tokio::test]
+async fn imported_records_page_through_shared_timestamps_in_file_order() {
+    let node = TestNode::start().await;
+    let names: Vec<String> = (0..40).map(|i| format!("Batch {:02}", 39 - i)).collect();
+    let csv: String = std::iter::once("name,city\n".to_owned())
+        .chain(names.iter().map(|n| format!("{n},Kazan\n")))
+        .collect();
+    let resp = node
+        .send(
+            node.request(reqwest::Method::POST, "/api/v1/import/clients")
+                .header("content-type", "text/csv")
+                .body(csv),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let in_file = |r: &Value| {
+        names
+            .iter()
+            .position(|n| r["name"].as_str() == Some(n.as_str()))
+            .expect("an imported name")
+    };
+    for sort in ["-updated_at", "updated_at", "created_at", "city", "-city"] {
+        let items = list_all(&node, "clients", &[("sort", sort), ("limit", "3")]).await;
+        let keys: Vec<(String, usize)> = items
+            .iter()
+            .map(|r| {
+                let at = if sort.ends_with("created_at") {
+                    &r["created_at"]
+                } else {
+                    &r["updated_at"]
+                };
+                (at.as_str().unwrap_or_default().to_owned(), in_file(r))
+            })
+            .collect();
+        assert_eq!(keys.len(), names.len(), "sort={sort}");
+        let mut want = keys.clone();
+        want.sort();
+        if sort.starts_with('-') {
+            want.reverse();
+        }
+        assert_eq!(keys, want, "sort={sort}: by time, then in file order");
     }
 }
