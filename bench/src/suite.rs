@@ -3,7 +3,8 @@
 //! contact persons, deals and invoices with lines), the read figures, a new node B
 //! that syncs from A, a restart of both with continuous sync, memory under
 //! load, and HTTP creates last (so that every earlier figure sees exactly
-//! the data set). A figure that fails becomes a FAILED row; the run goes on.
+//! the data set), once the disk has written out what the earlier steps
+//! left. A figure that fails becomes a FAILED row; the run goes on.
 //! `--only` picks groups of figures ([`Group`]); the rest are not run.
 
 use std::path::{Path, PathBuf};
@@ -255,6 +256,19 @@ pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement
     Ok(rows.rows)
 }
 
+/// Writes out the machine's dirty pages before the creates, which are
+/// bound by the disk: at 1,000,000 node B's first sync leaves gigabytes
+/// to write back, and the creates paid for it (BENCHMARKS.md, twelfth
+/// round). A real node B runs on a machine of its own.
+async fn flush_disk() -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("running sync")?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    Ok(())
+}
+
 /// Every per-size figure with a data set of `size` clients.
 async fn at_size(
     plan: &Plan,
@@ -343,6 +357,7 @@ async fn at_size(
         return Ok(());
     }
     rows.progress(&format!("size {size}: HTTP creates"));
+    flush_disk().await?;
     let created = scenarios::create(plan, &a, size, limit).await;
     rows.add(
         &[figures::CREATE_RATE, figures::CREATE_P99],

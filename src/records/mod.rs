@@ -335,9 +335,8 @@ impl Records {
     pub async fn get(&self, collection: &str, id: &str) -> Result<Versioned, RecordError> {
         let kind = self.kind(collection)?;
         let id = Self::parse_id(id)?;
-        let schema = self.schema.clone();
         self.store
-            .read(move |conn| served(conn, &schema, stored_json(conn, &kind, &id)?))
+            .read_by_key(|conn| served(conn, &self.schema, stored_json(conn, &kind, &id)?))
             .await
             .map(Versioned::from_json)
     }

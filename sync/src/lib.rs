@@ -216,6 +216,29 @@ impl Store {
         .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?
     }
 
+    /// Runs `job`, a read of a few pages found by key (a record by its id),
+    /// with a read connection on the calling task's own thread. Handing a
+    /// read that short to the blocking pool cost more than the read: about
+    /// a third of the node's CPU serving records by id went to waking pool
+    /// threads and waiting on their queue (BENCHMARKS.md, twelfth round).
+    /// Anything that scans, sorts or may read many pages goes to
+    /// [`Store::read`], so that no async worker is held for long.
+    pub async fn read_by_key<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let _permit = self
+            .inner
+            .reading
+            .acquire()
+            .await
+            .map_err(|e| E::from(StoreError::TaskFailed(e.to_string())))?;
+        // A permit per pooled connection: one is free, so `get` does not wait.
+        let conn = self.inner.readers.get().map_err(StoreError::from)?;
+        job(&conn)
+    }
+
     /// Reads a frame for a peer with `job`, and returns it once everything
     /// it may hold is durable: the feed position read after it is
     /// published. A peer must never hold a change (nor a checkpoint past a
