@@ -441,9 +441,10 @@ pub(crate) fn spawn(
                 projector: &*projector,
                 syncer: &syncer,
             };
-            // After a write there may be upkeep to do while the queue is
-            // empty; it stops as soon as a job is queued.
-            let mut upkeep = false;
+            // At start (a previous run may have left some) and after a
+            // write there may be upkeep to do while the queue is empty; a
+            // queued job comes first.
+            let mut upkeep = true;
             loop {
                 let first = match receiver.try_recv() {
                     Ok(job) => job,

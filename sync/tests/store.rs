@@ -446,16 +446,17 @@ async fn upkeep_settles_at(store: &Store, rows: i64) {
     assert_eq!(upkeep_rows(store).await, rows, "upkeep ran on while idle");
 }
 
-/// After a write, the writer runs the projector's idle upkeep in committed
-/// shares until it reports nothing more, and again only after the next
-/// write.
+/// At start and after each write, the writer runs the projector's idle
+/// upkeep in committed shares until it reports nothing more, and not again
+/// until the next write.
 #[tokio::test]
 async fn idle_upkeep_runs_after_a_write_until_done() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with(&dir, Arc::new(UpkeepProjector));
-    create_thing(&store, 1).await.expect("write commits");
     upkeep_settles_at(&store, UPKEEP_ROWS).await;
-    create_thing(&store, 2).await.expect("write commits");
+    create_thing(&store, 1).await.expect("write commits");
     upkeep_settles_at(&store, UPKEEP_ROWS + 1).await;
+    create_thing(&store, 2).await.expect("write commits");
+    upkeep_settles_at(&store, UPKEEP_ROWS + 2).await;
     store.close().await;
 }
