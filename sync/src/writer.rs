@@ -441,24 +441,7 @@ pub(crate) fn spawn(
                 projector: &*projector,
                 syncer: &syncer,
             };
-            // At start (a previous run may have left some) and after a
-            // write there may be upkeep to do while the queue is empty; a
-            // queued job comes first.
-            let mut upkeep = true;
-            loop {
-                let first = match receiver.try_recv() {
-                    Ok(job) => job,
-                    Err(mpsc::error::TryRecvError::Empty) if upkeep => {
-                        upkeep = gate.while_held(|| writer.idle_upkeep());
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => match receiver.blocking_recv() {
-                        Some(job) => job,
-                        None => break,
-                    },
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                };
-                upkeep = true;
+            while let Some(first) = receiver.blocking_recv() {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
                     match receiver.try_recv() {
@@ -524,34 +507,6 @@ impl Writer<'_> {
         if let Err(e) = crate::database::bound_writer_cache(self.conn) {
             tracing::warn!(error = %e, "shrinking the page cache failed");
         }
-    }
-
-    /// One share of the projector's idle upkeep, in a transaction of its
-    /// own ([`Projector::idle_upkeep`]). Returns whether more remains. Its
-    /// commit is not synced: it changes derived tables only, and the next
-    /// group's WAL sync covers it (a crash before that loses the share,
-    /// not the tables' consistency).
-    fn idle_upkeep(&self) -> bool {
-        let conn = self.conn;
-        let step = || -> Result<bool, StoreError> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let more = self
-                .projector
-                .idle_upkeep(conn)
-                .map_err(|e| projection_failed("(idle upkeep)".into(), e))?;
-            conn.execute_batch("COMMIT")?;
-            Ok(more)
-        };
-        step().unwrap_or_else(|e| {
-            if !conn.is_autocommit() {
-                if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
-                }
-            }
-            // Tried again after the next write.
-            tracing::warn!(error = %e, "idle upkeep failed");
-            false
-        })
     }
 
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {
