@@ -450,10 +450,6 @@ impl Projector for RecordProjector {
     fn after_deferred(&self, conn: &Connection, added: usize) -> Result<(), ProjectError> {
         Ok(super::search::merge_step(conn, added)?)
     }
-
-    fn idle_upkeep(&self, conn: &Connection) -> Result<bool, ProjectError> {
-        Ok(super::search::idle_merge_step(conn)?)
-    }
 }
 
 /// The record's title (its title fields joined) and the rest of its

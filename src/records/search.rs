@@ -35,25 +35,6 @@ pub fn merge_step(conn: &Connection, added: usize) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Index pages merged per share of idle upkeep: a share holds up a write
-/// that arrives meanwhile, so it stays small (FTS5 may still go past it to
-/// the end of a term).
-const IDLE_MERGE_PAGES: i64 = 64;
-
-/// Merges a share of the full-text index's segments while no write waits:
-/// a merge that an import or a first sync started otherwise goes on at the
-/// pace of the next writes, which carry it (at 1,000,000 clients, the
-/// first 15 s of creates after an import, BENCHMARKS.md, twelfth round).
-/// Returns whether this share merged anything, so more may remain.
-pub fn idle_merge_step(conn: &Connection) -> rusqlite::Result<bool> {
-    let before = conn.total_changes();
-    conn.prepare_cached("INSERT INTO search_index(search_index, rank) VALUES ('merge', ?1)")?
-        .execute(params![IDLE_MERGE_PAGES])?;
-    // FTS5's documented signal: the command changed at least two rows
-    // when it merged something.
-    Ok(conn.total_changes() - before >= 2)
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     /// The collection the record belongs to.
@@ -161,25 +142,6 @@ mod tests {
             |row| row.get(0),
         )
         .expect("segments counted")
-    }
-
-    /// Idle shares merge the levels that indexing without a merge step
-    /// left full, say so while they merge, and stop once nothing is left.
-    #[test]
-    fn idle_merge_steps_report_work_until_none_is_left() {
-        let conn = indexed_database();
-        for rowid in 1..=40 {
-            index_one(&conn, rowid, 600, false);
-        }
-        assert_eq!(segments(&conn), 40);
-        let mut shares = 0;
-        while idle_merge_step(&conn).expect("merge step") {
-            shares += 1;
-            assert!(shares < 10_000, "idle merging never ends");
-        }
-        assert!(shares > 1, "{shares} shares: more than one page was merged");
-        assert!(segments(&conn) < 16, "{} segments left", segments(&conn));
-        assert!(!idle_merge_step(&conn).expect("merge step"), "nothing left");
     }
 
     /// FTS5 merges nothing inside a commit by itself (it did so in bursts),

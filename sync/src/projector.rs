@@ -56,16 +56,6 @@ pub trait Projector: Send + Sync + 'static {
     fn after_deferred(&self, _conn: &Connection, _added: usize) -> Result<(), ProjectError> {
         Ok(())
     }
-
-    /// Runs in a transaction of its own once no write has come for a
-    /// moment (the writer's `QUIET`), while none waits: a bounded
-    /// share of upkeep that the writes left in progress (the node finishes
-    /// full-text merges here that an import or a first sync started, which
-    /// the next writes would otherwise carry). Returns whether more
-    /// remains; the writer calls again until it does not, or a write comes.
-    fn idle_upkeep(&self, _conn: &Connection) -> Result<bool, ProjectError> {
-        Ok(false)
-    }
 }
 
 /// A projector for a store whose documents need no derived tables (tools,

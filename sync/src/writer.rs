@@ -441,20 +441,7 @@ pub(crate) fn spawn(
                 projector: &*projector,
                 syncer: &syncer,
             };
-            // At start (a previous run may have left some) and after a
-            // write there may be upkeep to do, once no job has come for
-            // `QUIET`; a queued job always comes first.
-            let mut idle = Idle::new();
-            loop {
-                let first = match idle.next_job(&mut receiver) {
-                    NextJob::Job(job) => job,
-                    NextJob::Upkeep => {
-                        let more = gate.while_held(|| writer.idle_upkeep());
-                        idle.upkept(more);
-                        continue;
-                    }
-                    NextJob::Closed => break,
-                };
+            while let Some(first) = receiver.blocking_recv() {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
                     match receiver.try_recv() {
@@ -475,83 +462,6 @@ pub(crate) fn spawn(
         sender: Mutex::new(Some(sender)),
         thread: Mutex::new(Some(thread)),
     })
-}
-
-/// How long the queue must stay empty before idle upkeep starts. The queue
-/// empties for a moment after nearly every group under steady writes;
-/// upkeep run in those moments added its work to theirs (1M creates: p99
-/// 83 ms against 46, BENCHMARKS.md, twelfth round).
-const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// What the writer does next.
-enum NextJob {
-    Job(Box<dyn Job>),
-    /// Run a share of idle upkeep.
-    Upkeep,
-    /// Every sender is gone.
-    Closed,
-}
-
-/// The writer's wait for jobs, and whether idle upkeep is due.
-struct Idle {
-    /// Waits for a job at most `QUIET` (the writer is a plain thread; this
-    /// runtime only keeps time). Without it there is no idle upkeep.
-    timer: Option<tokio::runtime::Runtime>,
-    /// Upkeep may remain: set by every job, cleared when upkeep reports
-    /// nothing left.
-    pending: bool,
-    /// No job has come for `QUIET` since the last one.
-    quiet: bool,
-}
-
-impl Idle {
-    fn new() -> Idle {
-        let timer = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .inspect_err(|e| tracing::warn!(error = %e, "no idle upkeep: no timer"))
-            .ok();
-        Idle {
-            timer,
-            pending: true,
-            quiet: false,
-        }
-    }
-
-    fn next_job(&mut self, receiver: &mut mpsc::Receiver<Box<dyn Job>>) -> NextJob {
-        let received = match receiver.try_recv() {
-            Ok(job) => Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return NextJob::Closed,
-            Err(mpsc::error::TryRecvError::Empty) => match (&self.timer, self.pending) {
-                (Some(_), true) if self.quiet => return NextJob::Upkeep,
-                (Some(timer), true) => {
-                    // The timeout is made inside the runtime, whose clock it needs.
-                    let wait = async { tokio::time::timeout(QUIET, receiver.recv()).await };
-                    match timer.block_on(wait) {
-                        Ok(job) => job,
-                        Err(_) => {
-                            self.quiet = true;
-                            return NextJob::Upkeep;
-                        }
-                    }
-                }
-                _ => receiver.blocking_recv(),
-            },
-        };
-        match received {
-            Some(job) => {
-                self.pending = true;
-                self.quiet = false;
-                NextJob::Job(job)
-            }
-            None => NextJob::Closed,
-        }
-    }
-
-    /// A share of upkeep ran; `more` remains or not.
-    fn upkept(&mut self, more: bool) {
-        self.pending = more;
-    }
 }
 
 /// Every sender is gone: all queued jobs have run. Fold the WAL back so the
@@ -597,34 +507,6 @@ impl Writer<'_> {
         if let Err(e) = crate::database::bound_writer_cache(self.conn) {
             tracing::warn!(error = %e, "shrinking the page cache failed");
         }
-    }
-
-    /// One share of the projector's idle upkeep, in a transaction of its
-    /// own ([`Projector::idle_upkeep`]). Returns whether more remains. Its
-    /// commit is not synced: it changes derived tables only, and the next
-    /// group's WAL sync covers it (a crash before that loses the share,
-    /// not the tables' consistency).
-    fn idle_upkeep(&self) -> bool {
-        let conn = self.conn;
-        let step = || -> Result<bool, StoreError> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let more = self
-                .projector
-                .idle_upkeep(conn)
-                .map_err(|e| projection_failed("(idle upkeep)".into(), e))?;
-            conn.execute_batch("COMMIT")?;
-            Ok(more)
-        };
-        step().unwrap_or_else(|e| {
-            if !conn.is_autocommit() {
-                if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
-                }
-            }
-            // Tried again after the next write.
-            tracing::warn!(error = %e, "idle upkeep failed");
-            false
-        })
     }
 
     fn commit_group(&mut self, group: Vec<Box<dyn Job>>) {

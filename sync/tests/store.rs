@@ -52,10 +52,6 @@ impl Rendered for Count {
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    open_with(dir, Arc::new(CountingProjector))
-}
-
-fn open_with(dir: &tempfile::TempDir, projector: Arc<dyn Projector>) -> Store {
     let config = StoreConfig {
         path: dir.path().join("store.sqlite3"),
         cache_capacity: 4,
@@ -63,7 +59,7 @@ fn open_with(dir: &tempfile::TempDir, projector: Arc<dyn Projector>) -> Store {
         node_name: Some("test".into()),
         max_database_bytes: None,
     };
-    Store::open(&config, "test", &[], projector).expect("store opens")
+    Store::open(&config, "test", &[], Arc::new(CountingProjector)).expect("store opens")
 }
 
 fn meta(time_ms: i64) -> ChangeMeta {
@@ -86,18 +82,6 @@ impl From<StoreError> for TestError {
 }
 
 /// A job that edits `id` (setting `n` to 999) and then fails.
-/// Creates a document of kind `things` holding `n`.
-async fn create_thing(store: &Store, n: i64) -> Result<crm_sync::DocId, TestError> {
-    store
-        .write(move |txn| {
-            txn.create("things", &meta(n), |tx| {
-                tx.put(ROOT, "n", n).map_err(StoreError::from)?;
-                Ok::<_, TestError>(())
-            })
-        })
-        .await
-}
-
 async fn edit_then_fail(store: &Store, id: crm_sync::DocId) {
     let refused = store
         .write(move |txn| {
@@ -118,7 +102,16 @@ async fn concurrent_writes_commit_and_a_failing_job_changes_nothing() {
     let mut tasks = Vec::new();
     for n in 0..50i64 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { create_thing(&store, n).await }));
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(move |txn| {
+                    txn.create("things", &meta(n), |tx| {
+                        tx.put(ROOT, "n", n).map_err(StoreError::from)?;
+                        Ok::<_, TestError>(())
+                    })
+                })
+                .await
+        }));
     }
     let mut ids = Vec::new();
     for task in tasks {
@@ -390,95 +383,5 @@ async fn a_kinds_feed_position_moves_only_with_its_committed_changes() {
         .expect("edit commits");
     assert_eq!(store.kind_seq("people"), *store.latest_seq().borrow());
     assert!(store.kind_seq("people") > store.kind_seq("things"));
-    store.close().await;
-}
-
-/// Idle upkeep that adds a row per share and says more remains until five
-/// rows exist.
-struct UpkeepProjector;
-
-const UPKEEP_ROWS: i64 = 5;
-
-impl Projector for UpkeepProjector {
-    fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
-        CountingProjector.render(doc)
-    }
-
-    fn idle_upkeep(&self, conn: &Connection) -> Result<bool, ProjectError> {
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS upkeep (n INTEGER PRIMARY KEY);
-             INSERT INTO upkeep DEFAULT VALUES;",
-        )?;
-        let rows: i64 = conn.query_row("SELECT count(*) FROM upkeep", [], |r| r.get(0))?;
-        Ok(rows < UPKEEP_ROWS)
-    }
-}
-
-async fn upkeep_rows(store: &Store) -> i64 {
-    store
-        .read(|conn| {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'upkeep'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .and_then(|exists| match exists {
-                0 => Ok(0),
-                _ => conn.query_row("SELECT count(*) FROM upkeep", [], |r| r.get(0)),
-            })
-            .map_err(StoreError::from)
-        })
-        .await
-        .expect("counted")
-}
-
-/// Waits (bounded) until `rows` upkeep rows are committed, then checks
-/// that no more come while the store is idle.
-async fn upkeep_settles_at(store: &Store, rows: i64) {
-    for _ in 0..200 {
-        if upkeep_rows(store).await >= rows {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(upkeep_rows(store).await, rows);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(upkeep_rows(store).await, rows, "upkeep ran on while idle");
-}
-
-/// At start and after each write, the writer runs the projector's idle
-/// upkeep in committed shares until it reports nothing more, and not again
-/// until the next write.
-#[tokio::test]
-async fn idle_upkeep_runs_after_a_write_until_done() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_with(&dir, Arc::new(UpkeepProjector));
-    upkeep_settles_at(&store, UPKEEP_ROWS).await;
-    create_thing(&store, 1).await.expect("write commits");
-    upkeep_settles_at(&store, UPKEEP_ROWS + 1).await;
-    create_thing(&store, 2).await.expect("write commits");
-    upkeep_settles_at(&store, UPKEEP_ROWS + 2).await;
-    store.close().await;
-}
-
-/// Writes that keep coming get no upkeep between them: a share waits until
-/// no write has come for a moment. (Run in every gap, shares would add one
-/// row per write here.)
-#[tokio::test]
-async fn idle_upkeep_waits_for_a_quiet_moment() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_with(&dir, Arc::new(UpkeepProjector));
-    upkeep_settles_at(&store, UPKEEP_ROWS).await;
-    for n in 0..30 {
-        create_thing(&store, n).await.expect("write commits");
-    }
-    let during = upkeep_rows(&store).await;
-    // A loaded machine may leave a gap longer than the quiet time now and
-    // then; shares in every gap would make 30.
-    assert!(
-        during <= UPKEEP_ROWS + 5,
-        "{} shares ran between 30 back-to-back writes",
-        during - UPKEEP_ROWS
-    );
     store.close().await;
 }
