@@ -258,8 +258,9 @@ pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement
 
 /// Writes out the machine's dirty pages before the creates, which are
 /// bound by the disk: at 1,000,000 node B's first sync leaves gigabytes
-/// to write back, and the creates paid for it (BENCHMARKS.md, twelfth
-/// round). A real node B runs on a machine of its own.
+/// to write back, on a disk that a real node B, on a machine of its own,
+/// would not share with node A. (It was not what slowed the creates at
+/// 1,000,000: BENCHMARKS.md, twelfth round.)
 async fn flush_disk() -> anyhow::Result<()> {
     let status = tokio::process::Command::new("sync")
         .status()
