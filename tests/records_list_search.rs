@@ -488,7 +488,6 @@ async fn deleted_records_leave_search() {
 #[tokio::test]
 async fn field_sort_pages_through_ties_and_missing_values() {
     let node = TestNode::start().await;
-    let mut ids = HashSet::new();
     let mut created: Vec<String> = Vec::new();
     for i in 0..14 {
         let mut body = json!({"name": format!("Tie {i:02}")});
@@ -497,10 +496,9 @@ async fn field_sort_pages_through_ties_and_missing_values() {
             1 => body["city"] = json!("Beta"),
             _ => {}
         }
-        let id = id_of(&create(&node, "clients", body).await);
-        created.push(id.clone());
-        ids.insert(id);
+        created.push(id_of(&create(&node, "clients", body).await));
     }
+    let ids: HashSet<String> = created.iter().cloned().collect();
     let stored_at = |id: &str| created.iter().position(|c| c == id);
     for sort in ["city", "-city"] {
         let items = list_all(&node, "clients", &[("sort", sort), ("limit", "3")]).await;
