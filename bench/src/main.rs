@@ -5,6 +5,7 @@
 //! generated clients for an import.
 
 mod api;
+mod data_sets;
 mod dataset;
 mod figures;
 mod generator;
@@ -50,11 +51,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Measure only these groups of figures, comma-separated (default:
-        /// all). The data set is loaded and its import measured every time;
-        /// `--only creates` at 1,000,000 takes minutes instead of a quarter
-        /// of an hour.
+        /// all). The data set is loaded and its import measured every time
+        /// (unless `--data-sets` has it); `--only creates` at 1,000,000
+        /// takes minutes instead of a quarter of an hour.
         #[arg(long, value_delimiter = ',')]
         only: Vec<suite::Group>,
+        /// Keep each size's loaded data set in DIR/<size>, and start node A
+        /// on a copy of the one kept there instead of loading (the import
+        /// is then not measured). For looking into one figure; runs recorded
+        /// as the project's figures load afresh.
+        #[arg(long, value_name = "DIR")]
+        data_sets: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -98,6 +105,7 @@ fn main() -> anyhow::Result<()> {
             seconds,
             out,
             only,
+            data_sets,
             common,
         } => {
             anyhow::ensure!(
@@ -107,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             let work_dir = common.work_dir.unwrap_or_else(std::env::temp_dir);
             let mut plan = Plan::full(sizes, Duration::from_secs(seconds.max(1)), work_dir);
             plan.only = only;
+            plan.data_sets = data_sets;
             let out = out.unwrap_or_else(|| node_process::workspace_root().join("BENCHMARKS.md"));
             (plan, Some(out), common.node, Profile::Release)
         }

@@ -6,6 +6,8 @@
 //! the data set), once the disk has written out what the earlier steps
 //! left. A figure that fails becomes a FAILED row; the run goes on.
 //! `--only` picks groups of figures ([`Group`]); the rest are not run.
+//! `--data-sets` keeps the loaded sets and starts later runs on copies
+//! ([`crate::data_sets`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::api::Api;
+use crate::data_sets::KeptDataSet;
 use crate::dataset;
 use crate::figures::{self, Measurement, Spec};
 use crate::node_process::NodeProcess;
@@ -39,6 +42,8 @@ pub struct Plan {
     pub work_dir: PathBuf,
     /// The groups of figures measured; empty: all of them.
     pub only: Vec<Group>,
+    /// Where loaded data sets are kept and reused (`--data-sets`).
+    pub data_sets: Option<PathBuf>,
 }
 
 /// Figures measured together, for `crm-bench run --only`.
@@ -115,6 +120,7 @@ impl Plan {
             sample_ids: 10_000,
             work_dir,
             only: Vec::new(),
+            data_sets: None,
         }
     }
 
@@ -133,6 +139,7 @@ impl Plan {
             sample_ids: 100,
             work_dir,
             only: Vec::new(),
+            data_sets: None,
         }
     }
 }
@@ -150,6 +157,9 @@ fn per_size() -> impl Iterator<Item = Spec> {
 /// Collects rows; a failed step becomes FAILED rows for its figures.
 struct Rows {
     rows: Vec<Measurement>,
+    /// Figures left out on purpose at a size (the import of a kept data
+    /// set): no row, and not a failure.
+    left_out: Vec<(Spec, u64)>,
     began: Instant,
 }
 
@@ -196,7 +206,8 @@ impl Rows {
             let done = self
                 .rows
                 .iter()
-                .any(|r| r.spec == spec && r.size == Some(size));
+                .any(|r| r.spec == spec && r.size == Some(size))
+                || self.left_out.contains(&(spec, size));
             if !done {
                 self.rows
                     .push(Measurement::failed(spec, Some(size), format!("{why:#}")));
@@ -223,6 +234,7 @@ pub async fn run(plan: &Plan, node_bin: &Path) -> anyhow::Result<Vec<Measurement
         .context("creating the work folder")?;
     let mut rows = Rows {
         rows: Vec::new(),
+        left_out: Vec::new(),
         began: Instant::now(),
     };
     let mut limit_value = None;
@@ -279,26 +291,7 @@ async fn at_size(
     limit: Option<f64>,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
-    rows.progress(&format!(
-        "size {size}: starting node A and loading the data set"
-    ));
-    let mut a = NodeProcess::start(node_bin, &dir.join("a"), "bench-a", false).await?;
-    let loaded = dataset::load_clients(a.api(), plan.seed, 0..size).await?;
-    let mut ids = a.api().ids("clients", usize::MAX).await?;
-    anyhow::ensure!(
-        ids.len() as u64 == size,
-        "node A lists {} clients after loading {size}",
-        ids.len()
-    );
-    rows.progress(&format!(
-        "size {size}: contact persons, deals, invoices and their lines"
-    ));
-    let related = dataset::load_related(a.api(), plan.seed, size, &ids).await?;
-    rows.one(
-        figures::IMPORT_RATE,
-        Some(size),
-        Ok(scenarios::bulk_import(size, &loaded, &related)),
-    );
+    let (mut a, mut ids, related) = node_a(plan, node_bin, dir, size, rows).await?;
     ids.truncate(plan.sample_ids);
 
     if plan.measures(Group::Reads) {
@@ -315,7 +308,7 @@ async fn at_size(
     if plan.measures(Group::Sync) {
         rows.progress(&format!("size {size}: node B, first sync from A"));
         let node = NodeProcess::start(node_bin, &dir.join("b"), "bench-b", false).await?;
-        let records = size + related.records();
+        let records = size + related;
         let synced = scenarios::first_sync(&a, &node, &ids, size, records).await;
         converged = synced.is_ok();
         rows.one(figures::FIRST_SYNC, Some(size), synced);
@@ -367,6 +360,73 @@ async fn at_size(
     );
     a.stop().await?;
     Ok(())
+}
+
+/// Node A with the data set of `size` clients, their ids (every client)
+/// and how many other records it holds. The set is loaded through the
+/// import, which is measured; with `--data-sets`, node A starts on a copy
+/// of the set kept there instead, or, when none is, keeps the one it loaded
+/// (and restarts).
+async fn node_a(
+    plan: &Plan,
+    node_bin: &Path,
+    dir: &Path,
+    size: u64,
+    rows: &mut Rows,
+) -> anyhow::Result<(NodeProcess, Vec<String>, u64)> {
+    let data = dir.join("a");
+    let kept = plan
+        .data_sets
+        .as_deref()
+        .map(|root| KeptDataSet::of(root, size));
+    if let Some(kept) = kept.as_ref().filter(|kept| kept.exists()) {
+        rows.progress(&format!(
+            "size {size}: starting node A on a copy of the data set kept in {} (no import)",
+            kept.dir().display()
+        ));
+        let related = kept.restore(&data)?;
+        rows.left_out.push((figures::IMPORT_RATE, size));
+        flush_disk().await?;
+        let a = NodeProcess::start(node_bin, &data, "bench-a", false).await?;
+        let ids = every_client(&a, size).await?;
+        return Ok((a, ids, related));
+    }
+    rows.progress(&format!(
+        "size {size}: starting node A and loading the data set"
+    ));
+    let mut a = NodeProcess::start(node_bin, &data, "bench-a", false).await?;
+    let loaded = dataset::load_clients(a.api(), plan.seed, 0..size).await?;
+    let ids = every_client(&a, size).await?;
+    rows.progress(&format!(
+        "size {size}: contact persons, deals, invoices and their lines"
+    ));
+    let related = dataset::load_related(a.api(), plan.seed, size, &ids).await?;
+    rows.one(
+        figures::IMPORT_RATE,
+        Some(size),
+        Ok(scenarios::bulk_import(size, &loaded, &related)),
+    );
+    if let Some(kept) = kept {
+        rows.progress(&format!(
+            "size {size}: keeping the data set in {}",
+            kept.dir().display()
+        ));
+        a.stop().await?;
+        kept.save(&data, related.records())?;
+        a.restart(false).await?;
+    }
+    Ok((a, ids, related.records()))
+}
+
+/// The ids of every client of node A, which must hold `size` of them.
+async fn every_client(a: &NodeProcess, size: u64) -> anyhow::Result<Vec<String>> {
+    let ids = a.api().ids("clients", usize::MAX).await?;
+    anyhow::ensure!(
+        ids.len() as u64 == size,
+        "node A lists {} clients after loading {size}",
+        ids.len()
+    );
+    Ok(ids)
 }
 
 /// The figures of rounds between converged nodes.

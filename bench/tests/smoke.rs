@@ -32,8 +32,8 @@ fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-#[test]
-fn smoke_mode_measures_every_figure() {
+/// The debug `crm-node` that `cargo test --workspace` builds.
+fn debug_node() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
@@ -43,6 +43,12 @@ fn smoke_mode_measures_every_figure() {
         "{} is missing: `cargo test --workspace` builds it, or run `cargo build --bin crm-node`",
         node.display()
     );
+    node
+}
+
+#[test]
+fn smoke_mode_measures_every_figure() {
+    let node = debug_node();
     let out_dir = tempfile::tempdir().expect("a temporary folder");
     let out = out_dir.path().join("BENCHMARKS.md");
     let began = Instant::now();
@@ -85,4 +91,66 @@ fn smoke_mode_measures_every_figure() {
         took < Duration::from_secs(60),
         "smoke mode took {took:?}; it must stay under a minute"
     );
+}
+
+/// `run --data-sets`: the first run loads the set (and measures the
+/// import) and keeps it; the second starts node A on a copy, measures
+/// without loading, and has no import row.
+#[test]
+fn a_kept_data_set_is_reused_instead_of_loaded() {
+    let node = debug_node();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let kept = dir.path().join("kept");
+    let run = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_crm-bench"))
+            .args([
+                "run",
+                "--sizes",
+                "300",
+                "--only",
+                "creates",
+                "--seconds",
+                "1",
+            ])
+            .arg("--node")
+            .arg(&node)
+            .arg("--data-sets")
+            .arg(&kept)
+            .arg("--out")
+            .arg(dir.path().join("BENCHMARKS.md"))
+            .arg("--work-dir")
+            .arg(dir.path())
+            .output()
+            .expect("run crm-bench run");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "crm-bench run failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        (stdout, stderr)
+    };
+    let import_row = |stdout: &str| {
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| bulk import of clients from CSV"))
+    };
+    let create_row = |stdout: &str| {
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| create a client over HTTP, 32 concurrent"))
+    };
+
+    let (first, log) = run();
+    assert!(import_row(&first) && create_row(&first), "{first}");
+    assert!(log.contains("keeping the data set"), "{log}");
+    assert!(kept.join("300").join("crm.sqlite3").is_file());
+
+    let (second, log) = run();
+    assert!(log.contains("on a copy of the data set"), "{log}");
+    assert!(!log.contains("loading the data set"), "{log}");
+    assert!(create_row(&second), "{second}");
+    assert!(!import_row(&second), "{second}");
+    assert!(!second.contains("FAILED"), "{second}");
 }
