@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search index merged by the node, in small shares",
         sql: include_str!("../migrations/0003_search_merge.sql"),
     },
+    Migration {
+        version: 4,
+        name: "search index optimized after bulk writes",
+        sql: include_str!("../migrations/0004_search_upkeep.sql"),
+    },
 ];
 
 /// One numbered SQL migration.

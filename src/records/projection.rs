@@ -448,7 +448,7 @@ impl Projector for RecordProjector {
     }
 
     fn after_deferred(&self, conn: &Connection, added: usize) -> Result<(), ProjectError> {
-        Ok(super::search::merge_step(conn, added)?)
+        Ok(super::search::upkeep(conn, added)?)
     }
 }
 

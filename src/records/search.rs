@@ -21,6 +21,84 @@ const RANKED_MATCHES: i64 = 2000;
 /// (BENCHMARKS.md, tenth round).
 const MERGE_PAGES_PER_RECORD: usize = 4;
 
+/// When the node optimizes the full-text index (merges it into one
+/// segment) after bulk writes: see migration 4 for why.
+struct OptimizePolicy {
+    /// A transaction that indexes at least this many records is a bulk
+    /// write.
+    bulk_records: usize,
+    /// Smaller indexes are left to the merge step: what a bulk write
+    /// leaves there is rewritten in well under a second.
+    from_records: i64,
+    /// The share of the index (numerator, denominator) that bulk writes
+    /// must have indexed since the last optimize. Each optimize rewrites
+    /// the whole index, so this bounds its cost per record bulk-written:
+    /// with ½, the index has grown by half since the last one.
+    share: (i64, i64),
+}
+
+const OPTIMIZE_POLICY: OptimizePolicy = OptimizePolicy {
+    // An import's batch, or a first sync's page of 1,000 documents.
+    bulk_records: 1000,
+    from_records: 200_000,
+    share: (1, 2),
+};
+
+/// The full-text index's upkeep after a transaction indexed `added`
+/// records: an optimize when bulk writes have made it due, the merge step
+/// otherwise.
+pub fn upkeep(conn: &Connection, added: usize) -> rusqlite::Result<()> {
+    upkeep_with(conn, added, &OPTIMIZE_POLICY)
+}
+
+fn upkeep_with(conn: &Connection, added: usize, policy: &OptimizePolicy) -> rusqlite::Result<()> {
+    if added >= policy.bulk_records && optimize_due(conn, added, policy)? {
+        tracing::info!(
+            records = added,
+            "optimizing the full-text index after bulk writes"
+        );
+        conn.prepare_cached("INSERT INTO search_index(search_index) VALUES ('optimize')")?
+            .execute([])?;
+        return Ok(());
+    }
+    merge_step(conn, added)
+}
+
+/// Counts the `added` records of a bulk write; answers whether the index
+/// is due for an optimize, and if it is, records it as done.
+fn optimize_due(
+    conn: &Connection,
+    added: usize,
+    policy: &OptimizePolicy,
+) -> rusqlite::Result<bool> {
+    let added = i64::try_from(added).unwrap_or(i64::MAX);
+    let counted: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "UPDATE search_upkeep SET bulk_records = bulk_records + ?1 WHERE id = 1
+             RETURNING optimized_records, bulk_records",
+        )?
+        .query_row(params![added], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((optimized, bulk)) = counted else {
+        return Ok(false);
+    };
+    let (num, den) = policy.share;
+    if bulk.saturating_mul(den) < optimized.saturating_mul(num) {
+        return Ok(false);
+    }
+    let records: i64 = conn
+        .prepare_cached("SELECT count(*) FROM search_index_docsize")?
+        .query_row([], |row| row.get(0))?;
+    if records < policy.from_records {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE search_upkeep SET optimized_records = ?1, bulk_records = 0 WHERE id = 1",
+    )?
+    .execute(params![records])?;
+    Ok(true)
+}
+
 /// Merges up to a few pages of the full-text index's segments for `added`
 /// records just indexed, from any level that holds 16 segments, so that
 /// merging keeps pace with indexing in shares of every transaction that
@@ -133,6 +211,72 @@ mod tests {
             merge_step(conn, 1).expect("merge step");
         }
         conn.execute_batch("COMMIT").expect("commit");
+    }
+
+    /// Indexes the records `rows` in one transaction, with the upkeep.
+    fn index_group(
+        conn: &Connection,
+        rows: std::ops::RangeInclusive<i64>,
+        policy: &OptimizePolicy,
+    ) {
+        conn.execute_batch("BEGIN").expect("begin");
+        let added = rows.clone().count();
+        for rowid in rows {
+            conn.execute(
+                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, 'w', 'clients', ?3)",
+                params![rowid, format!("ООО Ромашка {rowid}"), format!("c{rowid}")],
+            )
+            .expect("indexed");
+        }
+        upkeep_with(conn, added, policy).expect("upkeep");
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+
+    fn upkeep_counts(conn: &Connection) -> (i64, i64) {
+        conn.query_row(
+            "SELECT optimized_records, bulk_records FROM search_upkeep",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the upkeep row")
+    }
+
+    /// Small transactions only merge; bulk ones are counted, and the index
+    /// becomes one segment when they reach the share, once it is large
+    /// enough.
+    #[test]
+    fn bulk_writes_optimize_the_index_once_they_reach_its_share() {
+        let conn = indexed_database();
+        let policy = OptimizePolicy {
+            bulk_records: 10,
+            from_records: 40,
+            share: (1, 2),
+        };
+        for rowid in 1..=20 {
+            index_group(&conn, rowid..=rowid, &policy);
+        }
+        assert_eq!(upkeep_counts(&conn), (0, 0), "small writes are not counted");
+        assert!(segments(&conn) > 1);
+
+        // Due (10 >= 0), but 30 records are below the policy's 40.
+        index_group(&conn, 21..=30, &policy);
+        assert_eq!(upkeep_counts(&conn), (0, 10));
+        assert!(segments(&conn) > 1);
+
+        index_group(&conn, 31..=40, &policy);
+        assert_eq!(upkeep_counts(&conn), (40, 0));
+        assert_eq!(segments(&conn), 1, "optimized");
+
+        // 10 is below half of 40; 20 is not.
+        index_group(&conn, 41..=50, &policy);
+        assert_eq!(upkeep_counts(&conn), (40, 10));
+        assert!(segments(&conn) > 1);
+        index_group(&conn, 51..=60, &policy);
+        assert_eq!(upkeep_counts(&conn), (60, 0));
+        assert_eq!(segments(&conn), 1);
+
+        let found = search(&conn, "Ромашка", None, MAX_LIMIT).expect("searched");
+        assert_eq!(found.len(), 60);
     }
 
     fn segments(conn: &Connection) -> i64 {
