@@ -1,5 +1,5 @@
--- A bulk write (an import, a page of a first sync) leaves full-text
--- segments of its own, large size on low levels of the index. Ordinary
+-- A bulk write (an import) leaves full-text segments of its own, large
+-- size on low levels of the index. Ordinary
 -- writes then fill those levels with small segments, and the merge that
 -- follows rewrites the bulk data: at 1,000,000 clients 74,000 pages,
 -- spread over the ~30,000 creates after an import. So the node optimizes
