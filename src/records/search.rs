@@ -205,17 +205,22 @@ mod tests {
         conn
     }
 
+    /// Adds the search row of client `rowid`, titled "ООО Ромашка <rowid>".
+    fn insert_client(conn: &Connection, rowid: i64, body: &str) {
+        conn.execute(
+            "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
+            params![rowid, format!("ООО Ромашка {rowid}"), body, format!("c{rowid}")],
+        )
+        .expect("indexed");
+    }
+
     /// Indexes one record with `words` distinct words in a transaction of
     /// its own, as a small group commit does, with or without the merge
     /// step.
     fn index_one(conn: &Connection, rowid: i64, words: usize, merge: bool) {
         let body: Vec<String> = (0..words).map(|w| format!("w{rowid}x{w}")).collect();
         conn.execute_batch("BEGIN").expect("begin");
-        conn.execute(
-            "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
-            params![rowid, format!("ООО Ромашка {rowid}"), body.join(" "), format!("c{rowid}")],
-        )
-        .expect("indexed");
+        insert_client(conn, rowid, &body.join(" "));
         if merge {
             merge_step(conn, 1).expect("merge step");
         }
@@ -231,11 +236,7 @@ mod tests {
         conn.execute_batch("BEGIN").expect("begin");
         let added = rows.clone().count();
         for rowid in rows {
-            conn.execute(
-                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, 'w', 'clients', ?3)",
-                params![rowid, format!("ООО Ромашка {rowid}"), format!("c{rowid}")],
-            )
-            .expect("indexed");
+            insert_client(conn, rowid, "w");
         }
         upkeep_with(conn, added, policy).expect("upkeep");
         conn.execute_batch("COMMIT").expect("commit");
