@@ -5,6 +5,7 @@
 //! generated clients for an import.
 
 mod api;
+mod cpu_probe;
 mod data_sets;
 mod dataset;
 mod figures;
@@ -143,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok((info, rows))
     })?;
     info.took = began.elapsed();
+    info.cpu.1 = Some(cpu_probe::CpuProbe::measure());
     let section = report::render(&info, &rows);
     println!("{section}");
     if let Some(path) = out {

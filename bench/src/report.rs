@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use crate::cpu_probe::CpuProbe;
 use crate::figures::{self, Measurement};
 
 const RUNS_HEADING: &str = "## Runs";
@@ -36,6 +37,8 @@ pub struct RunInfo {
     pub automerge: &'static str,
     pub node_path: String,
     pub took: Duration,
+    /// The CPU probe at the start and (once done) at the end of the run.
+    pub cpu: (CpuProbe, Option<CpuProbe>),
 }
 
 impl RunInfo {
@@ -50,6 +53,7 @@ impl RunInfo {
             automerge: "0.12",
             node_path: shown_path(node_path),
             took: Duration::ZERO,
+            cpu: (CpuProbe::measure(), None),
         }
     }
 }
@@ -137,6 +141,7 @@ pub fn render(info: &RunInfo, rows: &[Measurement]) -> String {
          - machine: {}\n\
          - versions: {}; {}; SQLite {}; automerge {}\n\
          - node binary: `{}`\n\
+         - CPU probe: {}\n\
          - took: {} min {} s\n\n{}",
         info.date.format("%Y-%m-%d %H:%M"),
         info.command,
@@ -146,6 +151,7 @@ pub fn render(info: &RunInfo, rows: &[Measurement]) -> String {
         info.sqlite,
         info.automerge,
         info.node_path,
+        CpuProbe::describe(info.cpu.0, info.cpu.1),
         took / 60,
         took % 60,
         table(rows)
