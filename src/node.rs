@@ -63,7 +63,7 @@ pub struct Node {
     config: Config,
 }
 
-fn node_migrations() -> Vec<Migration> {
+pub(crate) fn node_migrations() -> Vec<Migration> {
     crm_schema::MIGRATIONS
         .iter()
         .map(|m| Migration {
@@ -193,6 +193,7 @@ impl Node {
             self.store.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(crate::records::search_upkeep::resume(self.store.clone()));
         let result = match endpoint {
             Endpoint::Http(listener) => serve_until(listener, app, &shutdown).await,
             Endpoint::Https(listener) => serve_until(listener, app, &shutdown).await,

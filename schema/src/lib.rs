@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search index optimized after bulk writes",
         sql: include_str!("../migrations/0004_search_upkeep.sql"),
     },
+    Migration {
+        version: 5,
+        name: "search index optimized by its layout after bulk writes",
+        sql: include_str!("../migrations/0005_search_upkeep_by_layout.sql"),
+    },
 ];
 
 /// One numbered SQL migration.

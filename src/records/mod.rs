@@ -18,6 +18,7 @@ pub mod projection;
 pub mod query;
 pub mod scope;
 pub mod search;
+pub mod search_upkeep;
 mod unique;
 pub mod value;
 pub mod view;
@@ -696,6 +697,8 @@ impl Records {
         let written = written?;
         // A large import changes what the query planner should know.
         self.store.write(|txn| txn.optimize()).await?;
+        // Imports have no time limit: the caller waits for the optimize.
+        search_upkeep::after_bulk(&self.store, None).await;
         if written != count {
             return Err(RecordError::Internal(format!(
                 "import prepared {written} of {count} rows"

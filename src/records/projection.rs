@@ -143,6 +143,7 @@ impl From<rusqlite::Error> for SetupError {
 /// tables, rebuilds those whose shape changed (logging progress), refuses
 /// destructive schema changes. Runs on the writer before serving.
 pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError> {
+    let mut rebuilt = false;
     for kind in schema.kinds() {
         let stored: Option<(String, String)> = txn
             .conn()
@@ -175,11 +176,16 @@ pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError
             continue;
         }
         rebuild(txn, kind, &ddl, stored.is_some())?;
+        rebuilt = true;
         txn.conn().execute(
             "INSERT INTO kind_fingerprints (kind, fields, projection) VALUES (?1, ?2, ?3)
              ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields, projection = excluded.projection",
             params![kind.collection, fields, ddl],
         )?;
+    }
+    if rebuilt {
+        // A rebuild indexed every record of its kinds again: a bulk write.
+        super::search_upkeep::optimize_if_due(txn.conn())?;
     }
     Ok(())
 }
@@ -448,7 +454,7 @@ impl Projector for RecordProjector {
     }
 
     fn after_deferred(&self, conn: &Connection, added: usize) -> Result<(), ProjectError> {
-        Ok(super::search::upkeep(conn, added)?)
+        Ok(super::search::merge_step(conn, added)?)
     }
 }
 

@@ -21,93 +21,6 @@ const RANKED_MATCHES: i64 = 2000;
 /// (BENCHMARKS.md, tenth round).
 const MERGE_PAGES_PER_RECORD: usize = 4;
 
-/// When the node optimizes the full-text index (merges it into one
-/// segment) after bulk writes: see migration 4 for why.
-struct OptimizePolicy {
-    /// A transaction that indexes at least this many records is a bulk
-    /// write.
-    bulk_records: usize,
-    /// Smaller indexes are left to the merge step: what a bulk write
-    /// leaves there is rewritten in well under a second.
-    from_records: i64,
-    /// The share of the index (numerator, denominator) that bulk writes
-    /// must have indexed since the last optimize. Each optimize rewrites
-    /// the whole index, so this bounds its cost per record bulk-written:
-    /// with ½, the index has grown by half since the last one.
-    share: (i64, i64),
-}
-
-const OPTIMIZE_POLICY: OptimizePolicy = OptimizePolicy {
-    // Imports. A first sync's pages stay below on purpose: an optimize of
-    // a million records there took long enough, on a machine busy loading
-    // the next pages, to push an on-demand sync round past its time limit
-    // (BENCHMARKS.md, thirteenth round).
-    bulk_records: 5000,
-    from_records: 200_000,
-    share: (1, 2),
-};
-
-const _: () = assert!(OPTIMIZE_POLICY.bulk_records > crm_sync::replicate::PAGE);
-
-/// The full-text index's upkeep after a transaction indexed `added`
-/// records: an optimize when bulk writes have made it due, the merge step
-/// otherwise.
-pub fn upkeep(conn: &Connection, added: usize) -> rusqlite::Result<()> {
-    upkeep_with(conn, added, &OPTIMIZE_POLICY)
-}
-
-fn upkeep_with(conn: &Connection, added: usize, policy: &OptimizePolicy) -> rusqlite::Result<()> {
-    if added >= policy.bulk_records {
-        if let Some(records) = optimize_due(conn, added, policy)? {
-            let began = std::time::Instant::now();
-            conn.prepare_cached("INSERT INTO search_index(search_index) VALUES ('optimize')")?
-                .execute([])?;
-            tracing::info!(
-                records,
-                took_ms = began.elapsed().as_millis() as u64,
-                "full-text index optimized after bulk writes"
-            );
-            return Ok(());
-        }
-    }
-    merge_step(conn, added)
-}
-
-/// Counts the `added` records of a bulk write; when the index is due for
-/// an optimize, records it as done and answers how many records it holds.
-fn optimize_due(
-    conn: &Connection,
-    added: usize,
-    policy: &OptimizePolicy,
-) -> rusqlite::Result<Option<i64>> {
-    let added = i64::try_from(added).unwrap_or(i64::MAX);
-    let counted: Option<(i64, i64)> = conn
-        .prepare_cached(
-            "UPDATE search_upkeep SET bulk_records = bulk_records + ?1 WHERE id = 1
-             RETURNING optimized_records, bulk_records",
-        )?
-        .query_row(params![added], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((optimized, bulk)) = counted else {
-        return Ok(None);
-    };
-    let (num, den) = policy.share;
-    if bulk.saturating_mul(den) < optimized.saturating_mul(num) {
-        return Ok(None);
-    }
-    let records: i64 = conn
-        .prepare_cached("SELECT count(*) FROM search_index_docsize")?
-        .query_row([], |row| row.get(0))?;
-    if records < policy.from_records {
-        return Ok(None);
-    }
-    conn.prepare_cached(
-        "UPDATE search_upkeep SET optimized_records = ?1, bulk_records = 0 WHERE id = 1",
-    )?
-    .execute(params![records])?;
-    Ok(Some(records))
-}
-
 /// Merges up to a few pages of the full-text index's segments for `added`
 /// records just indexed, from any level that holds 16 segments, so that
 /// merging keeps pace with indexing in shares of every transaction that
@@ -181,6 +94,7 @@ pub fn search(
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{indexed_database, insert_client, segments};
     use super::*;
 
     #[test]
@@ -196,24 +110,6 @@ mod tests {
         assert_eq!(match_expression(" -- "), None);
     }
 
-    fn indexed_database() -> Connection {
-        let conn = Connection::open_in_memory().expect("in-memory database");
-        for migration in crm_schema::MIGRATIONS {
-            conn.execute_batch(migration.sql)
-                .unwrap_or_else(|e| panic!("migration {}: {e}", migration.name));
-        }
-        conn
-    }
-
-    /// Adds the search row of client `rowid`, titled "ООО Ромашка <rowid>".
-    fn insert_client(conn: &Connection, rowid: i64, body: &str) {
-        conn.execute(
-            "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
-            params![rowid, format!("ООО Ромашка {rowid}"), body, format!("c{rowid}")],
-        )
-        .expect("indexed");
-    }
-
     /// Indexes one record with `words` distinct words in a transaction of
     /// its own, as a small group commit does, with or without the merge
     /// step.
@@ -225,77 +121,6 @@ mod tests {
             merge_step(conn, 1).expect("merge step");
         }
         conn.execute_batch("COMMIT").expect("commit");
-    }
-
-    /// Indexes the records `rows` in one transaction, with the upkeep.
-    fn index_group(
-        conn: &Connection,
-        rows: std::ops::RangeInclusive<i64>,
-        policy: &OptimizePolicy,
-    ) {
-        conn.execute_batch("BEGIN").expect("begin");
-        let added = rows.clone().count();
-        for rowid in rows {
-            insert_client(conn, rowid, "w");
-        }
-        upkeep_with(conn, added, policy).expect("upkeep");
-        conn.execute_batch("COMMIT").expect("commit");
-    }
-
-    fn upkeep_counts(conn: &Connection) -> (i64, i64) {
-        conn.query_row(
-            "SELECT optimized_records, bulk_records FROM search_upkeep",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("the upkeep row")
-    }
-
-    /// Small transactions only merge; bulk ones are counted, and the index
-    /// becomes one segment when they reach the share, once it is large
-    /// enough.
-    #[test]
-    fn bulk_writes_optimize_the_index_once_they_reach_its_share() {
-        let conn = indexed_database();
-        let policy = OptimizePolicy {
-            bulk_records: 10,
-            from_records: 40,
-            share: (1, 2),
-        };
-        for rowid in 1..=20 {
-            index_group(&conn, rowid..=rowid, &policy);
-        }
-        assert_eq!(upkeep_counts(&conn), (0, 0), "small writes are not counted");
-        assert!(segments(&conn) > 1);
-
-        // Due (10 >= 0), but 30 records are below the policy's 40.
-        index_group(&conn, 21..=30, &policy);
-        assert_eq!(upkeep_counts(&conn), (0, 10));
-        assert!(segments(&conn) > 1);
-
-        index_group(&conn, 31..=40, &policy);
-        assert_eq!(upkeep_counts(&conn), (40, 0));
-        assert_eq!(segments(&conn), 1, "optimized");
-
-        // 10 is below half of 40; 20 is not.
-        index_group(&conn, 41..=50, &policy);
-        assert_eq!(upkeep_counts(&conn), (40, 10));
-        assert!(segments(&conn) > 1);
-        index_group(&conn, 51..=60, &policy);
-        assert_eq!(upkeep_counts(&conn), (60, 0));
-        assert_eq!(segments(&conn), 1);
-
-        let found = search(&conn, "Ромашка", None, MAX_LIMIT).expect("searched");
-        assert_eq!(found.len(), 60);
-    }
-
-    fn segments(conn: &Connection) -> i64 {
-        conn.query_row(
-            "SELECT count(DISTINCT segid) FROM search_index_idx",
-            [],
-            |row| row.get(0),
-        )
-        .expect("segments counted")
     }
 
     /// FTS5 merges nothing inside a commit by itself (it did so in bursts),
@@ -325,5 +150,40 @@ mod tests {
             )
             .expect("searched");
         assert_eq!(found, 200);
+    }
+}
+
+/// Databases with the search index, for the tests of this module and of
+/// `search_upkeep`.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use rusqlite::{params, Connection};
+
+    pub fn indexed_database() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        for migration in crm_schema::MIGRATIONS {
+            conn.execute_batch(migration.sql)
+                .unwrap_or_else(|e| panic!("migration {}: {e}", migration.name));
+        }
+        conn
+    }
+
+    /// Adds the search row of client `rowid`, titled "ООО Ромашка <rowid>".
+    pub fn insert_client(conn: &Connection, rowid: i64, body: &str) {
+        conn.execute(
+            "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
+            params![rowid, format!("ООО Ромашка {rowid}"), body, format!("c{rowid}")],
+        )
+        .expect("indexed");
+    }
+
+    /// Segments of the index, as FTS5 indexes them.
+    pub fn segments(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT count(DISTINCT segid) FROM search_index_idx",
+            [],
+            |row| row.get(0),
+        )
+        .expect("segments counted")
     }
 }

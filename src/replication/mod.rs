@@ -8,8 +8,9 @@ pub mod status;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crm_sync::feed::KindSet;
 use crm_sync::peers::{self, Peer, PeerError};
@@ -34,6 +35,15 @@ const ROUND_STEPS: usize = 100_000;
 /// How long an on-demand round may go on taking steps: its caller waits
 /// for the answer, and the API cuts requests off at 60 s.
 const ROUND_BUDGET: Duration = Duration::from_secs(40);
+/// Changes received since the last look at the full-text index's layout
+/// that make a bulk of them (a first sync, a peer's import): once a pull
+/// catches up after so many, the index is optimized if its layout calls
+/// for it (`records::search_upkeep`).
+const BULK_RECEIVED: u64 = 5_000;
+/// An on-demand round that caught up after a bulk runs that optimize's
+/// steps until this long after it began, and leaves the rest to the
+/// background. The API cuts requests off at 60 s.
+const ROUND_ANSWER_BY: Duration = Duration::from_secs(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -127,6 +137,10 @@ struct Inner {
     workers: Mutex<HashMap<String, (String, String, CancellationToken)>>,
     /// Wakes the supervisor when this process changed the peer list.
     peers_changed: tokio::sync::Notify,
+    /// Changes pulled from any peer since the last full-text upkeep.
+    received_since_upkeep: AtomicU64,
+    /// Held while a caught-up pull runs (or waits for) that upkeep.
+    upkeep: tokio::sync::Mutex<()>,
 }
 
 fn check_peer_name(name: &str) -> Result<(), ReplicationError> {
@@ -167,6 +181,8 @@ impl Replication {
                 status: status::StatusBoard::default(),
                 workers: Mutex::new(HashMap::new()),
                 peers_changed: tokio::sync::Notify::new(),
+                received_since_upkeep: AtomicU64::new(0),
+                upkeep: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -284,6 +300,7 @@ impl Replication {
                 return Err(PeerError::NotFound(name.to_owned()).into());
             }
         }
+        let started = Instant::now();
         let mut results = Vec::new();
         for peer in peers.iter().filter(|p| only.is_none_or(|n| n == p.name)) {
             let outcome = self
@@ -291,6 +308,10 @@ impl Replication {
                 .round_within(max_steps.unwrap_or(ROUND_STEPS), Some(ROUND_BUDGET))
                 .await;
             self.record(&peer.name, outcome.as_ref().err()).await;
+            if let Ok(report) = &outcome {
+                self.after_pull(&report.pulled, Some(started + ROUND_ANSWER_BY))
+                    .await;
+            }
             results.push(match outcome {
                 Ok(RoundReport { pulled, pushed }) => RoundResult {
                     peer: peer.name.clone(),
@@ -309,6 +330,33 @@ impl Replication {
             });
         }
         Ok(results)
+    }
+
+    /// Counts the changes a pull applied; when it caught up after a bulk of
+    /// them, runs the full-text upkeep (until `answer_by`, the rest in the
+    /// background). A caught-up pull also waits for
+    /// an upkeep that another puller (a worker, a round) is running, so
+    /// that a round that reports "caught up" leaves the index optimized.
+    async fn after_pull(&self, pulled: &StepReport, answer_by: Option<Instant>) {
+        let counter = &self.inner.received_since_upkeep;
+        counter.fetch_add(pulled.applied, Ordering::Relaxed);
+        if !pulled.caught_up {
+            return;
+        }
+        let lock = self.inner.upkeep.lock();
+        let _one_at_a_time = match answer_by {
+            Some(by) => match tokio::time::timeout_at(by.into(), lock).await {
+                Ok(guard) => guard,
+                Err(_) => return,
+            },
+            None => lock.await,
+        };
+        let received = counter.load(Ordering::Relaxed);
+        if received >= BULK_RECEIVED {
+            counter.fetch_sub(received, Ordering::Relaxed);
+            tracing::info!(received, "caught up after a bulk of received changes");
+            crate::records::search_upkeep::after_bulk(&self.inner.store, answer_by).await;
+        }
     }
 
     /// Notes a round's or step's outcome, in memory and in the peer's row.

@@ -86,6 +86,8 @@ async fn pull_loop(
                     tracing::debug!(peer, applied = step.applied, "pulled");
                 }
                 replication.note_success(&peer).await;
+                // Nobody waits on the worker: the upkeep runs here.
+                replication.after_pull(&step, None).await;
             }
             Err(e) => {
                 tracing::warn!(peer, error = %e, "pull failed");

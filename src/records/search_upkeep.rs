@@ -1,0 +1,550 @@
+//! The full-text index's upkeep after bulk writes (an import, a first sync,
+//! a peer's backlog, a projection rebuild): an `optimize` (one segment)
+//! when the index's layout calls for it.
+//!
+//! Why: a bulk write leaves large segments on low levels of the index.
+//! Ordinary writes then fill those levels with small segments, and the
+//! merge that follows rewrites the bulk data, carried by the merge steps of
+//! the next writes: at 1,000,000 clients 74,000 pages, some 20,000 creates
+//! after an import, at three times a create's cost (BENCHMARKS.md,
+//! thirteenth round). An optimize right after the bulk write costs about
+//! the same once, while nothing else waits on it.
+//!
+//! The decision reads the index's layout (FTS5's structure record) instead
+//! of counting what bulk writes added, so that every kind of bulk write,
+//! local or received, is judged the same way, however it was split into
+//! transactions or requests.
+
+use std::time::{Duration, Instant};
+
+use crm_sync::{Store, StoreError};
+use rusqlite::{Connection, OptionalExtension};
+
+/// The rowid of FTS5's structure record in `search_index_data`.
+const STRUCTURE_ROWID: i64 = 10;
+/// Follows the 4-byte cookie in a structure record of FTS5's second
+/// format, whose segments carry five more varints.
+const STRUCTURE_V2: [u8; 4] = [0xff, 0x00, 0x00, 0x01];
+
+/// One segment (b-tree) of the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub level: usize,
+    pub pages: u64,
+}
+
+/// The segments of the full-text index, as FTS5's structure record lists
+/// them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexShape {
+    pub segments: Vec<Segment>,
+    /// A merge is in progress on some level.
+    pub merging: bool,
+}
+
+impl IndexShape {
+    /// The index's layout now, or `None` when it has no structure record
+    /// yet or one this version cannot decode (then nothing is optimized).
+    pub fn read(conn: &Connection) -> rusqlite::Result<Option<IndexShape>> {
+        let record: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT block FROM search_index_data WHERE id = ?1")?
+            .query_row([STRUCTURE_ROWID], |row| row.get(0))
+            .optional()?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let shape = IndexShape::decode(&record);
+        if shape.is_none() {
+            tracing::warn!(
+                bytes = record.len(),
+                "the full-text index's structure record does not decode; no optimize"
+            );
+        }
+        Ok(shape)
+    }
+
+    /// Decodes a structure record: a cookie, then varints for the levels,
+    /// the segments and a write counter, then per level its merge state and
+    /// segments (id, first page, last page, and in the second format five
+    /// more).
+    fn decode(record: &[u8]) -> Option<IndexShape> {
+        let mut at = 4;
+        let v2 = record.get(4..8) == Some(&STRUCTURE_V2[..]);
+        if v2 {
+            at = 8;
+        }
+        let mut next = || -> Option<u64> {
+            let (value, len) = sqlite_varint(record.get(at..)?)?;
+            at += len;
+            Some(value)
+        };
+        let levels = next()?;
+        let total_segments = next()?;
+        let _write_counter = next()?;
+        let mut segments = Vec::new();
+        let mut merging = false;
+        for level in 0..usize::try_from(levels).ok()? {
+            merging |= next()? > 0;
+            let count = next()?;
+            for _ in 0..count {
+                let _id = next()?;
+                let first = next()?;
+                let last = next()?;
+                if v2 {
+                    for _ in 0..5 {
+                        next()?;
+                    }
+                }
+                let pages = last.checked_sub(first)?.checked_add(1)?;
+                segments.push(Segment { level, pages });
+            }
+        }
+        (segments.len() as u64 == total_segments).then_some(IndexShape { segments, merging })
+    }
+
+    pub fn pages(&self) -> u64 {
+        self.segments.iter().map(|s| s.pages).sum()
+    }
+
+    pub fn largest(&self) -> u64 {
+        self.segments.iter().map(|s| s.pages).max().unwrap_or(0)
+    }
+}
+
+/// SQLite's varint: big-endian groups of 7 bits, the high bit set on every
+/// byte but the last; a ninth byte carries 8 bits. Returns the value and
+/// its length.
+fn sqlite_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().enumerate().take(9) {
+        if i == 8 {
+            return Some(((value << 8) | u64::from(byte), 9));
+        }
+        value = (value << 7) | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// When an index is due for an optimize after a bulk write.
+struct OptimizePolicy {
+    /// Smaller indexes are left to the merge step: what a bulk write
+    /// leaves there is rewritten in well under a second.
+    from_pages: u64,
+    /// The share (numerator, denominator) of the largest segment that the
+    /// pages outside it must reach. Each optimize rewrites the whole index,
+    /// so this bounds its cost per record bulk-written: with ½, the index
+    /// has grown by half since it was last one segment.
+    rest_share: (u64, u64),
+    /// Pages an optimize step writes, at least (`after_bulk`).
+    step_pages: i64,
+}
+
+const OPTIMIZE_POLICY: OptimizePolicy = OptimizePolicy {
+    // About 200,000 clients (1,000,000 took 73,600 pages).
+    from_pages: 15_000,
+    rest_share: (1, 2),
+    // About 50 ms of the writer at 100 µs a page.
+    step_pages: 500,
+};
+
+impl OptimizePolicy {
+    fn due(&self, shape: &IndexShape) -> bool {
+        let (pages, largest) = (shape.pages(), shape.largest());
+        let (num, den) = self.rest_share;
+        pages >= self.from_pages && (pages - largest).saturating_mul(den) >= largest * num
+    }
+}
+
+/// What an optimize cost, for the log.
+#[derive(Debug)]
+pub struct Optimized {
+    pub pages: u64,
+    pub took: Duration,
+}
+
+/// Optimizes the index in one go, in the caller's transaction, if it is
+/// due: for a projection rebuild at start-up, before the node serves.
+/// Anything that runs while the node serves goes through [`after_bulk`].
+pub fn optimize_if_due(conn: &Connection) -> rusqlite::Result<Option<Optimized>> {
+    optimize_if_due_with(conn, &OPTIMIZE_POLICY)
+}
+
+/// The index's layout when it is due for an optimize.
+fn due_shape(conn: &Connection, policy: &OptimizePolicy) -> rusqlite::Result<Option<IndexShape>> {
+    Ok(IndexShape::read(conn)?.filter(|shape| policy.due(shape)))
+}
+
+fn optimize_if_due_with(
+    conn: &Connection,
+    policy: &OptimizePolicy,
+) -> rusqlite::Result<Option<Optimized>> {
+    let Some(shape) = due_shape(conn, policy)? else {
+        return Ok(None);
+    };
+    let began = Instant::now();
+    conn.prepare_cached("INSERT INTO search_index(search_index) VALUES ('optimize')")?
+        .execute([])?;
+    let optimized = Optimized {
+        pages: shape.pages(),
+        took: began.elapsed(),
+    };
+    tracing::info!(
+        pages = optimized.pages,
+        segments = shape.segments.len(),
+        took_ms = optimized.took.as_millis() as u64,
+        "full-text index optimized after bulk writes"
+    );
+    Ok(Some(optimized))
+}
+
+/// Runs the upkeep after a bulk write, from a caller that must answer by
+/// `answer_by` (an on-demand sync round) or not at all (`None`: an import,
+/// a background worker). Failures are logged: the bulk write itself is
+/// done.
+///
+/// The optimize runs in steps, one write job each, so that other writes
+/// wait for one step at most, never for the whole rewrite: a one-shot
+/// optimize of 74,000 pages held the writer 8.5 s in one run and 146 s in
+/// another, on a node that had just written gigabytes (BENCHMARKS.md,
+/// fourteenth round). A caller that must answer gets its answer by
+/// `answer_by`; the steps left go on in the background.
+pub async fn after_bulk(store: &Store, answer_by: Option<Instant>) {
+    after_bulk_with(store, answer_by, &OPTIMIZE_POLICY).await;
+}
+
+async fn after_bulk_with(
+    store: &Store,
+    answer_by: Option<Instant>,
+    policy: &'static OptimizePolicy,
+) {
+    let started = store
+        .write(move |txn| start_optimize(txn.conn(), policy).map_err(StoreError::from))
+        .await;
+    let shape = match started {
+        Ok(Some(shape)) => shape,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "starting the full-text optimize failed");
+            return;
+        }
+    };
+    tracing::info!(
+        pages = shape.pages(),
+        segments = shape.segments.len(),
+        "full-text optimize started after bulk writes"
+    );
+    let steps = tokio::spawn(finish_optimize(
+        store.clone(),
+        shape.pages(),
+        policy.step_pages,
+        "full-text index optimized after bulk writes",
+    ));
+    match answer_by {
+        None => {
+            let _ = steps.await;
+        }
+        Some(by) => {
+            if tokio::time::timeout_at(by.into(), steps).await.is_err() {
+                tracing::info!(
+                    "full-text optimize goes on in the background: the caller must answer"
+                );
+            }
+        }
+    }
+}
+
+/// Finishes a merge that a stop interrupted (an optimize's steps, say), so
+/// that the next writes' merge steps do not carry it: run at start-up.
+pub async fn resume(store: Store) {
+    let shape = store
+        .read(|conn| IndexShape::read(conn).map_err(StoreError::from))
+        .await;
+    match shape {
+        Ok(Some(shape)) if shape.merging => {
+            tracing::info!(
+                pages = shape.pages(),
+                "finishing a full-text merge left in progress"
+            );
+            finish_optimize(
+                store,
+                shape.pages(),
+                OPTIMIZE_POLICY.step_pages,
+                "full-text merge left in progress finished",
+            )
+            .await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reading the full-text index's layout failed"),
+    }
+}
+
+/// Starts an optimize if the index is due: FTS5's `merge` with a negative
+/// page count puts every segment on one level and begins merging them
+/// into one. Returns the layout it started from.
+fn start_optimize(
+    conn: &Connection,
+    policy: &OptimizePolicy,
+) -> rusqlite::Result<Option<IndexShape>> {
+    let Some(shape) = due_shape(conn, policy)? else {
+        return Ok(None);
+    };
+    merge(conn, -policy.step_pages)?;
+    Ok(Some(shape))
+}
+
+fn merge(conn: &Connection, pages: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO search_index(search_index, rank) VALUES ('merge', ?1)")?
+        .execute([pages])?;
+    Ok(())
+}
+
+/// Continues the merge an optimize started, a step per write job, until
+/// no merge is left in progress (a positive `merge` continues a merge in
+/// progress before it starts another).
+async fn finish_optimize(store: Store, pages: u64, step_pages: i64, done: &'static str) {
+    let began = Instant::now();
+    let about = pages / step_pages.unsigned_abs().max(1) + 1;
+    // Each step writes at least `step_pages` pages (FTS5 ends it at the
+    // end of a term), so this many steps would write the index several
+    // times over: a bound only a merge that never ends reaches.
+    let most_steps = 4 * about + 100;
+    let mut steps = 1;
+    loop {
+        let step = store
+            .write(move |txn| {
+                merge(txn.conn(), step_pages)?;
+                IndexShape::read(txn.conn()).map_err(StoreError::from)
+            })
+            .await;
+        match step {
+            Ok(Some(shape)) if shape.merging && steps < most_steps => {
+                steps += 1;
+                if steps % 50 == 0 {
+                    tracing::info!(steps, of_about = about, "full-text optimize: merging");
+                }
+            }
+            Ok(shape) => {
+                tracing::info!(
+                    pages,
+                    steps,
+                    segments = shape.map_or(0, |s| s.segments.len()),
+                    took_ms = began.elapsed().as_millis() as u64,
+                    "{done}"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    steps,
+                    "a full-text optimize step failed; later writes' merge steps carry on"
+                );
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::search::fixtures::{indexed_database, insert_client, segments};
+
+    /// Indexes `rows` in one transaction of their own, as a bulk write's
+    /// pages do, without any merging. Each record has enough distinct words
+    /// to fill a few pages of the index.
+    fn index_group(conn: &Connection, rows: std::ops::RangeInclusive<i64>) {
+        conn.execute_batch("BEGIN").expect("begin");
+        insert_records(conn, rows);
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+
+    fn insert_records(conn: &Connection, rows: std::ops::RangeInclusive<i64>) {
+        for rowid in rows {
+            let body: Vec<String> = (0..800).map(|w| format!("w{rowid}x{w}")).collect();
+            insert_client(conn, rowid, &body.join(" "));
+        }
+    }
+
+    #[test]
+    fn varints_decode_as_sqlite_writes_them() {
+        assert_eq!(sqlite_varint(&[0x05]), Some((5, 1)));
+        assert_eq!(sqlite_varint(&[0x81, 0x00]), Some((128, 2)));
+        assert_eq!(sqlite_varint(&[0x82, 0xbf, 0x7f]), Some((40_959, 3)));
+        assert_eq!(sqlite_varint(&[0xff; 9]), Some((u64::MAX, 9)));
+        assert_eq!(sqlite_varint(&[0x81]), None, "cut short");
+        assert_eq!(sqlite_varint(&[]), None);
+    }
+
+    /// The decoded layout agrees with the segments FTS5 indexes, and every
+    /// cut of the record fails to decode instead of decoding wrong.
+    #[test]
+    fn the_structure_record_decodes_to_the_index_segments() {
+        let conn = indexed_database();
+        let empty = IndexShape::read(&conn).expect("read");
+        assert!(
+            empty.as_ref().is_none_or(|shape| shape.segments.is_empty()),
+            "{empty:?}"
+        );
+        for group in 0..5 {
+            index_group(&conn, group * 10 + 1..=group * 10 + 10);
+        }
+        let shape = IndexShape::read(&conn).expect("read").expect("decoded");
+        assert_eq!(shape.segments.len() as i64, segments(&conn));
+        assert_eq!(shape.segments.len(), 5);
+        assert!(shape.segments.iter().all(|s| s.level == 0 && s.pages >= 1));
+        let leaf_pages: i64 = conn
+            .query_row(
+                // Leaf pages: rowids of height 0 and no doclist index.
+                "SELECT count(*) FROM search_index_data WHERE id >= (1 << 37) AND (id >> 31) & 63 = 0",
+                [],
+                |row| row.get(0),
+            )
+            .expect("pages counted");
+        assert_eq!(shape.pages() as i64, leaf_pages);
+
+        let record: Vec<u8> = conn
+            .query_row(
+                "SELECT block FROM search_index_data WHERE id = 10",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the structure record");
+        for len in 0..record.len() {
+            assert_eq!(IndexShape::decode(&record[..len]), None, "cut at {len}");
+        }
+    }
+
+    /// Bulk writes leave an index that is optimized once the pages outside
+    /// its largest segment reach half of it, from the policy's size on.
+    #[test]
+    fn bulk_writes_optimize_the_index_when_its_layout_is_due() {
+        let conn = indexed_database();
+        let policy = OptimizePolicy {
+            from_pages: 12,
+            rest_share: (1, 2),
+            step_pages: 1,
+        };
+        let optimize = |conn: &Connection| {
+            optimize_if_due_with(conn, &policy)
+                .expect("upkeep")
+                .is_some()
+        };
+        index_group(&conn, 1..=1);
+        index_group(&conn, 2..=2);
+        assert!(!optimize(&conn), "below the policy's size");
+        assert_eq!(segments(&conn), 2);
+
+        let mut rowid = 3;
+        while IndexShape::read(&conn)
+            .expect("read")
+            .expect("decoded")
+            .pages()
+            < 12
+        {
+            index_group(&conn, rowid..=rowid);
+            rowid += 1;
+        }
+        assert!(optimize(&conn));
+        assert_eq!(segments(&conn), 1, "optimized");
+        let optimized = IndexShape::read(&conn).expect("read").expect("decoded");
+
+        // Small segments beside the optimized one: due only once they
+        // reach half of its pages.
+        while {
+            let shape = IndexShape::read(&conn).expect("read").expect("decoded");
+            (shape.pages() - shape.largest()) * 2 < optimized.pages()
+        } {
+            assert!(!optimize(&conn), "not due at {rowid}");
+            index_group(&conn, rowid..=rowid);
+            rowid += 1;
+        }
+        assert!(segments(&conn) > 1);
+        assert!(optimize(&conn), "due at {rowid}");
+        assert_eq!(segments(&conn), 1);
+        assert!(!optimize(&conn), "one segment is never due");
+
+        let found = crate::records::search::search(&conn, "Ромашка", None, 100).expect("searched");
+        assert_eq!(found.len() as i64, rowid - 1);
+    }
+
+    /// Steps of one page: an optimize takes many of them.
+    static SMALL: OptimizePolicy = OptimizePolicy {
+        from_pages: 12,
+        rest_share: (1, 2),
+        step_pages: 1,
+    };
+
+    /// Writes the records `rows` through the store, one write job each.
+    async fn write_separately(store: &Store, rows: std::ops::RangeInclusive<i64>) {
+        for rowid in rows {
+            store
+                .write(move |txn| {
+                    insert_records(txn.conn(), rowid..=rowid);
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .expect("written");
+        }
+    }
+
+    async fn store_segments(store: &Store) -> i64 {
+        store
+            .read(|conn| Ok::<_, StoreError>(segments(conn)))
+            .await
+            .expect("read")
+    }
+
+    /// The upkeep after a bulk write optimizes on the writer in steps of
+    /// one page each here, to the end, and a caller that must answer before
+    /// it could finish gets its answer while the steps go on in the
+    /// background.
+    #[tokio::test]
+    async fn after_a_bulk_write_the_optimize_runs_now_or_in_the_background() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = crm_sync::StoreConfig {
+            path: dir.path().join("node.db"),
+            cache_capacity: 16,
+            readers: 2,
+            node_name: None,
+            max_database_bytes: None,
+        };
+        let store = Store::open(
+            &config,
+            "crm",
+            &crate::node::node_migrations(),
+            std::sync::Arc::new(crm_sync::NoProjection),
+        )
+        .expect("store opened");
+
+        write_separately(&store, 1..=8).await;
+        let before = store_segments(&store).await;
+        assert!(before > 1);
+        after_bulk_with(&store, None, &SMALL).await;
+        assert_eq!(
+            store_segments(&store).await,
+            1,
+            "optimized before answering"
+        );
+        let shape = store
+            .read(|conn| IndexShape::read(conn).map_err(StoreError::from))
+            .await
+            .expect("read")
+            .expect("decoded");
+        assert!(!shape.merging, "{shape:?}");
+
+        write_separately(&store, 9..=16).await;
+        assert!(store_segments(&store).await > 1);
+        after_bulk_with(&store, Some(Instant::now()), &SMALL).await;
+        let mut waited = 0;
+        while store_segments(&store).await > 1 {
+            assert!(waited < 500, "the background optimize never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        store.close().await;
+    }
+}
