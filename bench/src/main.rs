@@ -139,12 +139,19 @@ fn main() -> anyhow::Result<()> {
     let began = Instant::now();
     let (mut info, rows) = runtime.block_on(async {
         let version = node_process::version(&node_bin).await?;
-        let info = RunInfo::new(command_line(), version, &node_bin);
+        let info = RunInfo::new(
+            command_line(),
+            version,
+            &node_bin,
+            cpu_probe::CpuProbe::measure(),
+        );
         let rows = suite::run(&plan, &node_bin).await?;
         anyhow::Ok((info, rows))
     })?;
     info.took = began.elapsed();
-    info.cpu.1 = Some(cpu_probe::CpuProbe::measure());
+    if let Some((_, end)) = info.cpu.as_mut() {
+        *end = cpu_probe::CpuProbe::measure();
+    }
     let section = report::render(&info, &rows);
     println!("{section}");
     if let Some(path) = out {

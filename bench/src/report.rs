@@ -37,12 +37,18 @@ pub struct RunInfo {
     pub automerge: &'static str,
     pub node_path: String,
     pub took: Duration,
-    /// The CPU probe at the start and (once done) at the end of the run.
-    pub cpu: (CpuProbe, Option<CpuProbe>),
+    /// The CPU probe at the start and (once done) at the end of the run;
+    /// none from an unoptimized harness (smoke runs, tests).
+    pub cpu: Option<(CpuProbe, Option<CpuProbe>)>,
 }
 
 impl RunInfo {
-    pub fn new(command: String, node_version: String, node_path: &Path) -> RunInfo {
+    pub fn new(
+        command: String,
+        node_version: String,
+        node_path: &Path,
+        cpu: Option<CpuProbe>,
+    ) -> RunInfo {
         RunInfo {
             date: Utc::now(),
             command,
@@ -53,7 +59,7 @@ impl RunInfo {
             automerge: "0.12",
             node_path: shown_path(node_path),
             took: Duration::ZERO,
-            cpu: (CpuProbe::measure(), None),
+            cpu: cpu.map(|start| (start, None)),
         }
     }
 }
@@ -141,7 +147,7 @@ pub fn render(info: &RunInfo, rows: &[Measurement]) -> String {
          - machine: {}\n\
          - versions: {}; {}; SQLite {}; automerge {}\n\
          - node binary: `{}`\n\
-         - CPU probe: {}\n\
+         {}\
          - took: {} min {} s\n\n{}",
         info.date.format("%Y-%m-%d %H:%M"),
         info.command,
@@ -151,7 +157,10 @@ pub fn render(info: &RunInfo, rows: &[Measurement]) -> String {
         info.sqlite,
         info.automerge,
         info.node_path,
-        CpuProbe::describe(info.cpu.0, info.cpu.1),
+        info.cpu.map_or(String::new(), |(start, end)| format!(
+            "- CPU probe: {}\n",
+            CpuProbe::describe(start, end)
+        )),
         took / 60,
         took % 60,
         table(rows)
