@@ -8,7 +8,7 @@
 //! the next writes: at 1,000,000 clients 74,000 pages, some 20,000 creates
 //! after an import, at three times a create's cost (BENCHMARKS.md,
 //! thirteenth round). An optimize right after the bulk write costs about
-//! the same once, while nothing else waits on it.
+//! the same once, in steps between which other writes go on.
 //!
 //! The decision reads the index's layout (FTS5's structure record) instead
 //! of counting what bulk writes added, so that every kind of bulk write,
