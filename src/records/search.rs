@@ -30,6 +30,14 @@ pub fn merge_step(conn: &Connection, added: usize) -> rusqlite::Result<()> {
         return Ok(());
     }
     let pages = i64::try_from(added.saturating_mul(MERGE_PAGES_PER_RECORD)).unwrap_or(i64::MAX);
+    merge(conn, pages)
+}
+
+/// FTS5's `merge` command: writes about `pages` pages of merged segments.
+/// A positive count continues a merge in progress first, else merges a
+/// level of 16 segments (`usermerge`); a negative one puts every segment
+/// on one level and starts merging them into one (`search_upkeep`).
+pub fn merge(conn: &Connection, pages: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT INTO search_index(search_index, rank) VALUES ('merge', ?1)")?
         .execute(params![pages])?;
     Ok(())

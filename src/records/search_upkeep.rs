@@ -15,9 +15,11 @@
 //! local or received, is judged the same way, however it was split into
 //! transactions or requests.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crm_sync::{Store, StoreError};
+
+use super::search::merge;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The rowid of FTS5's structure record in `search_index_data`.
@@ -158,17 +160,11 @@ impl OptimizePolicy {
     }
 }
 
-/// What an optimize cost, for the log.
-#[derive(Debug)]
-pub struct Optimized {
-    pub pages: u64,
-    pub took: Duration,
-}
-
 /// Optimizes the index in one go, in the caller's transaction, if it is
 /// due: for a projection rebuild at start-up, before the node serves.
 /// Anything that runs while the node serves goes through [`after_bulk`].
-pub fn optimize_if_due(conn: &Connection) -> rusqlite::Result<Option<Optimized>> {
+/// Answers whether it optimized.
+pub fn optimize_if_due(conn: &Connection) -> rusqlite::Result<bool> {
     optimize_if_due_with(conn, &OPTIMIZE_POLICY)
 }
 
@@ -177,27 +173,20 @@ fn due_shape(conn: &Connection, policy: &OptimizePolicy) -> rusqlite::Result<Opt
     Ok(IndexShape::read(conn)?.filter(|shape| policy.due(shape)))
 }
 
-fn optimize_if_due_with(
-    conn: &Connection,
-    policy: &OptimizePolicy,
-) -> rusqlite::Result<Option<Optimized>> {
+fn optimize_if_due_with(conn: &Connection, policy: &OptimizePolicy) -> rusqlite::Result<bool> {
     let Some(shape) = due_shape(conn, policy)? else {
-        return Ok(None);
+        return Ok(false);
     };
     let began = Instant::now();
     conn.prepare_cached("INSERT INTO search_index(search_index) VALUES ('optimize')")?
         .execute([])?;
-    let optimized = Optimized {
-        pages: shape.pages(),
-        took: began.elapsed(),
-    };
     tracing::info!(
-        pages = optimized.pages,
+        pages = shape.pages(),
         segments = shape.segments.len(),
-        took_ms = optimized.took.as_millis() as u64,
+        took_ms = began.elapsed().as_millis() as u64,
         "full-text index optimized after bulk writes"
     );
-    Ok(Some(optimized))
+    Ok(true)
 }
 
 /// Runs the upkeep after a bulk write, from a caller that must answer by
@@ -295,12 +284,6 @@ fn start_optimize(
     Ok(Some(shape))
 }
 
-fn merge(conn: &Connection, pages: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO search_index(search_index, rank) VALUES ('merge', ?1)")?
-        .execute([pages])?;
-    Ok(())
-}
-
 /// Continues the merge an optimize started, a step per write job, until
 /// no merge is left in progress (a positive `merge` continues a merge in
 /// progress before it starts another).
@@ -350,6 +333,8 @@ async fn finish_optimize(store: Store, pages: u64, step_pages: i64, done: &'stat
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::records::search::fixtures::{indexed_database, insert_client, segments};
 
@@ -428,11 +413,7 @@ mod tests {
             rest_share: (1, 2),
             step_pages: 1,
         };
-        let optimize = |conn: &Connection| {
-            optimize_if_due_with(conn, &policy)
-                .expect("upkeep")
-                .is_some()
-        };
+        let optimize = |conn: &Connection| optimize_if_due_with(conn, &policy).expect("upkeep");
         index_group(&conn, 1..=1);
         index_group(&conn, 2..=2);
         assert!(!optimize(&conn), "below the policy's size");
