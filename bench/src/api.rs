@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use reqwest::{Method, Response, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,6 +22,8 @@ const STEPS_PER_ROUND: u32 = 20;
 const PAGE_LIMIT: usize = 200;
 
 use crm_sync::replicate::StepReport;
+
+use crate::lean_http::LeanClient;
 
 /// What a sync moved, both ways.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,26 +50,12 @@ struct RoundResult {
 pub struct Api {
     client: reqwest::Client,
     base: String,
+    /// The session token, when logged in (the load loops send it too).
+    token: Option<String>,
 }
 
-/// Reads a whole response (so that the connection is reused) and fails
-/// unless its status is a success; the message names the status and the
-/// start of the body. Answers the body's length. For load loops.
-pub async fn check(response: Result<Response, reqwest::Error>) -> Result<usize, String> {
-    let response = response.map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer failed: {e}"))?;
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
-        return Err(format!("{status}: {}", excerpt(&text)));
-    }
-    Ok(body.len())
-}
-
-fn excerpt(text: &str) -> String {
+/// The start of an answer's body, for error messages.
+pub fn excerpt(text: &str) -> String {
     text.chars().take(300).collect()
 }
 
@@ -87,6 +75,7 @@ impl Api {
         Ok(Api {
             client: client_with(Default::default())?,
             base: base.trim_end_matches('/').to_owned(),
+            token: None,
         })
     }
 
@@ -110,6 +99,7 @@ impl Api {
         Ok(Api {
             client: client_with(headers)?,
             base: self.base.clone(),
+            token: Some(token),
         })
     }
 
@@ -119,6 +109,12 @@ impl Api {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// A client for load loops, with this one's node and session.
+    pub fn lean(&self) -> anyhow::Result<LeanClient> {
+        let base = Url::parse(&self.base).with_context(|| format!("bad URL {}", self.base))?;
+        LeanClient::new(&base, self.token.as_deref())
     }
 
     /// The URL of `path` (starting with `/`) with query parameters.

@@ -7,14 +7,16 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::api::{self, string_field, Api};
+use crate::api::{string_field, Api};
 use crate::generator;
+use crate::lean_http::Target;
 use crate::load::{self, Stop};
 
 /// Rows per import request.
@@ -346,12 +348,14 @@ async fn post_each(api: &Api, seed: u64, rows: Range<u64>) -> anyhow::Result<Loa
     let total = rows.end.saturating_sub(rows.start);
     let first = rows.start;
     let url = api.url("/api/v1/clients", &[])?;
-    let client = api.client().clone();
+    let client = Arc::new(api.lean()?);
     let result = load::run(FALLBACK_CONCURRENCY, Stop::Count(total), move |i| {
-        let request = client
-            .post(url.clone())
-            .json(&generator::client(seed, first + i));
-        async move { api::check(request.send().await).await.map(drop) }
+        let client = Arc::clone(&client);
+        let target = Target::post_json(&url, &generator::client(seed, first + i));
+        async move {
+            let target = target.map_err(|e| format!("{e:#}"))?;
+            client.send(&target).await.map(drop)
+        }
     })
     .await?;
     result.require_clean("loading clients by POST")?;

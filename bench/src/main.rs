@@ -11,6 +11,7 @@ mod dataset;
 mod figures;
 mod generator;
 mod inprocess;
+mod lean_http;
 mod load;
 mod node_process;
 mod report;

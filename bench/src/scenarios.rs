@@ -11,11 +11,12 @@ use anyhow::{bail, ensure, Context};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
-use crate::api::{self, Api, Round};
+use crate::api::{Api, Round};
 use crate::dataset::{Loaded, LoadedRelated};
 use crate::figures::{self, Measurement};
 use crate::generator;
 use crate::inprocess;
+use crate::lean_http::Target;
 use crate::load::{self, LoadResult, Stop};
 use crate::node_process::NodeProcess;
 use crate::suite::Plan;
@@ -89,12 +90,18 @@ async fn get_cycle(
     concurrency: usize,
 ) -> anyhow::Result<LoadResult> {
     ensure!(!urls.is_empty(), "no URLs to load");
-    let urls = Arc::new(urls);
-    let client = api.client().clone();
+    let targets = urls
+        .iter()
+        .map(Target::get)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let targets = Arc::new(targets);
+    let client = Arc::new(api.lean()?);
     let result = measured(plan, concurrency, move |i| {
-        let url = urls[(i % urls.len() as u64) as usize].clone();
-        let request = client.get(url);
-        async move { api::check(request.send().await).await.map(drop) }
+        let (client, targets) = (Arc::clone(&client), Arc::clone(&targets));
+        async move {
+            let target = &targets[(i % targets.len() as u64) as usize];
+            client.send(target).await.map(drop)
+        }
     })
     .await?;
     result.require_clean("GET load")?;
@@ -257,13 +264,15 @@ pub async fn create(
 ) -> anyhow::Result<Vec<Measurement>> {
     let api = node.api();
     let url = api.url("/api/v1/clients", &[])?;
-    let client = api.client().clone();
+    let client = Arc::new(api.lean()?);
     let seed = plan.seed;
     let create_one = move |i| {
-        let request = client
-            .post(url.clone())
-            .json(&generator::client(seed, CREATED_BASE + i));
-        async move { api::check(request.send().await).await.map(drop) }
+        let client = Arc::clone(&client);
+        let target = Target::post_json(&url, &generator::client(seed, CREATED_BASE + i));
+        async move {
+            let target = target.map_err(|e| format!("{e:#}"))?;
+            client.send(&target).await.map(drop)
+        }
     };
     // The bytes are read around the measured load only: the warm-up's
     // creates are not in `result.ok`.
