@@ -100,6 +100,10 @@ async fn client_create_applies_defaults_and_reads_back() {
     got.expect_status(200, "get client");
     assert_eq!(got.json, record, "GET shows what POST returned");
     assert_eq!(got.etag(), resp.etag());
+    // GET sends the stored text as it is: the same bytes as the JSON that
+    // POST wrote out from the record's value.
+    assert_eq!(got.text, resp.text, "GET answers POST's bytes");
+    assert_eq!(got.header("content-type"), Some("application/json"));
 
     // Lengths count characters, not bytes: 300 Cyrillic letters fit `name`.
     let long = create(&node, "clients", json!({"name": "Я".repeat(300)})).await;

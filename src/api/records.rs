@@ -17,8 +17,14 @@ use crate::auth::Principal;
 use crate::records::Versioned;
 
 fn with_etag(status: StatusCode, versioned: Versioned) -> Response {
-    let mut response = (status, Json(versioned.record)).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&versioned.etag) {
+    tagged(
+        (status, Json(versioned.record)).into_response(),
+        &versioned.etag,
+    )
+}
+
+fn tagged(mut response: Response, etag: &str) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
@@ -57,10 +63,17 @@ pub async fn get(
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     access::read(&principal)?;
-    Ok(with_etag(
-        StatusCode::OK,
-        state.records.get(&collection, &id).await?,
-    ))
+    // The stored text is the record's JSON as `Json` would write it.
+    let found = state.records.get_text(&collection, &id).await?;
+    let response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        found.json,
+    )
+        .into_response();
+    Ok(tagged(response, &found.etag))
 }
 
 pub async fn update(

@@ -75,5 +75,11 @@ pub fn etag_of_version(version: &Json) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(Json::as_str).collect())
         .unwrap_or_default();
-    format!("\"{}\"", heads.join("."))
+    etag_of_heads(&heads)
+}
+
+/// The ETag of a version given as its heads' strings.
+pub fn etag_of_heads<S: AsRef<str>>(heads: &[S]) -> String {
+    let joined: Vec<&str> = heads.iter().map(AsRef::as_ref).collect();
+    format!("\"{}\"", joined.join("."))
 }
