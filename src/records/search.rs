@@ -1,6 +1,6 @@
 //! Full-text search over every kind's searchable fields.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::RecordError;
@@ -73,23 +73,26 @@ pub fn search(
     let expr = match_expression(q).ok_or_else(|| {
         RecordError::BadQuery("q must contain at least one letter or digit".into())
     })?;
-    // Walking matches newest first stops after RANKED_MATCHES of them.
-    let floor: i64 = conn
-        .prepare_cached(
-            "SELECT rowid FROM search_index
-             WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2)
-             ORDER BY rowid DESC LIMIT 1 OFFSET ?3",
-        )?
-        .query_row(params![expr, kind, RANKED_MATCHES - 1], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
+    // One statement, so that FTS5 gathers the matches once: the newest
+    // RANKED_MATCHES of them with their scores; the score of the limit-th
+    // best; then the matches scoring that well or better (those tied with
+    // it included) ordered by score and id. The id breaks ties so that
+    // converged nodes answer the same page, and is read for those only:
+    // reading it for every ranked match was a third of a search at a
+    // million records (BENCHMARKS.md, fifteenth round).
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, doc_id, title FROM search_index
-         WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2) AND rowid >= ?4
-         ORDER BY bm25(search_index, 10.0, 1.0), doc_id LIMIT ?3",
+        "WITH ranked AS MATERIALIZED (
+             SELECT rowid AS rid, bm25(search_index, 10.0, 1.0) AS score FROM search_index
+              WHERE search_index MATCH ?1 AND (?2 IS NULL OR kind = ?2)
+              ORDER BY rowid DESC LIMIT ?4),
+         cut AS (SELECT score FROM ranked ORDER BY score LIMIT 1 OFFSET ?3 - 1)
+         SELECT hit.kind, hit.doc_id, hit.title
+           FROM ranked JOIN search_index AS hit ON hit.rowid = ranked.rid
+          WHERE ranked.score <= coalesce((SELECT score FROM cut), 1e308)
+          ORDER BY ranked.score, hit.doc_id LIMIT ?3",
     )?;
     let hits = stmt
-        .query_map(params![expr, kind, limit as i64, floor], |r| {
+        .query_map(params![expr, kind, limit as i64, RANKED_MATCHES], |r| {
             Ok(SearchHit {
                 kind: r.get(0)?,
                 id: r.get(1)?,
@@ -116,6 +119,76 @@ mod tests {
             Some("\"a\"* \"OR\"* \"b\"* \"NEAR\"*")
         );
         assert_eq!(match_expression(" -- "), None);
+    }
+
+    /// The ranking as two plain steps: every match among the newest
+    /// RANKED_MATCHES scored, then sorted by score and id.
+    fn ranked_by_hand(conn: &Connection, q: &str, limit: usize) -> Vec<String> {
+        let expr = match_expression(q).expect("a query");
+        let mut scored: Vec<(f64, String)> = conn
+            .prepare(
+                "SELECT bm25(search_index, 10.0, 1.0), doc_id FROM search_index
+                  WHERE search_index MATCH ?1 ORDER BY rowid DESC LIMIT ?2",
+            )
+            .expect("prepared")
+            .query_map(params![expr, RANKED_MATCHES], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("queried")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        scored.into_iter().take(limit).map(|(_, id)| id).collect()
+    }
+
+    /// Ties (equal titles and bodies score the same) are broken by id
+    /// whatever order the records were stored in, and only the newest
+    /// RANKED_MATCHES matches are ranked.
+    #[test]
+    fn search_ranks_the_newest_matches_by_score_then_id() {
+        let conn = indexed_database();
+        let matches = RANKED_MATCHES + 300;
+        conn.execute_batch("BEGIN").expect("begin");
+        for rowid in 1..=matches {
+            // Ids in an order unrelated to the rowids; a third of the
+            // records name the word in the title, the rest in the body
+            // only, with bodies of three lengths.
+            let id = format!("id{:05}", (rowid * 7_919) % 100_003);
+            let (title, body) = match rowid % 3 {
+                0 => ("Ромашка".to_owned(), "склад".to_owned()),
+                1 => ("Вектор".to_owned(), "ромашка".to_owned()),
+                _ => (
+                    "Вектор".to_owned(),
+                    "ромашка склад опт".repeat((rowid % 4) as usize + 1),
+                ),
+            };
+            conn.execute(
+                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
+                params![rowid, title, body, id],
+            )
+            .expect("indexed");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        for (q, limit) in [
+            ("ромаш", 20),
+            ("ромаш", 1),
+            ("ромашка склад", 100),
+            ("Вектор", 7),
+        ] {
+            let found: Vec<String> = search(&conn, q, None, limit)
+                .expect("searched")
+                .into_iter()
+                .map(|hit| hit.id)
+                .collect();
+            assert_eq!(found, ranked_by_hand(&conn, q, limit), "{q} limit {limit}");
+            assert_eq!(found.len(), limit, "{q}");
+        }
+        assert!(search(&conn, "нетакого", None, 20)
+            .expect("searched")
+            .is_empty());
+        assert!(search(&conn, "ромаш", Some("contacts"), 20)
+            .expect("searched")
+            .is_empty());
     }
 
     /// Indexes one record with `words` distinct words in a transaction of
