@@ -3,9 +3,16 @@
 //! sets and prints the table. Numbers are not checked: benchmarks are not
 //! timed tests.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A run that has not ended after this long is taken to hang, and killed.
+/// Not a speed check (the smoke plan's loads last fractions of a second;
+/// how long it takes is the machine's business): a bound, so that a
+/// harness that hangs fails the test instead of stalling CI.
+const HANG_GUARD: Duration = Duration::from_secs(15 * 60);
 
 /// The figures every smoke run must report (names as in the table).
 const FIGURES: &[&str] = &[
@@ -46,29 +53,67 @@ fn debug_node() -> PathBuf {
     node
 }
 
+/// What a finished `crm-bench` printed.
+struct Printed {
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `crm-bench` with `args` (its output in files under `dir`, so no
+/// pipe can fill up while it runs) and fails unless it ends successfully
+/// within [`HANG_GUARD`].
+fn crm_bench(args: &mut Command, dir: &Path) -> Printed {
+    let stdout_path = dir.join("crm-bench.stdout");
+    let stderr_path = dir.join("crm-bench.stderr");
+    let mut child = args
+        .stdout(Stdio::from(
+            File::create(&stdout_path).expect("a stdout file"),
+        ))
+        .stderr(Stdio::from(
+            File::create(&stderr_path).expect("a stderr file"),
+        ))
+        .spawn()
+        .expect("crm-bench starts");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for crm-bench") {
+            break status;
+        }
+        if began.elapsed() > HANG_GUARD {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("crm-bench still ran after {HANG_GUARD:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let printed = Printed {
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    };
+    assert!(
+        status.success(),
+        "crm-bench failed ({status}):\n{}\n{}",
+        printed.stdout,
+        printed.stderr
+    );
+    printed
+}
+
 #[test]
 fn smoke_mode_measures_every_figure() {
     let node = debug_node();
     let out_dir = tempfile::tempdir().expect("a temporary folder");
     let out = out_dir.path().join("BENCHMARKS.md");
-    let began = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_crm-bench"))
-        .arg("smoke")
-        .arg("--node")
-        .arg(&node)
-        .arg("--out")
-        .arg(&out)
-        .arg("--work-dir")
-        .arg(out_dir.path())
-        .output()
-        .expect("run crm-bench smoke");
-    let took = began.elapsed();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "crm-bench smoke failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    let Printed { stdout, .. } = crm_bench(
+        Command::new(env!("CARGO_BIN_EXE_crm-bench"))
+            .arg("smoke")
+            .arg("--node")
+            .arg(&node)
+            .arg("--out")
+            .arg(&out)
+            .arg("--work-dir")
+            .arg(out_dir.path()),
+        out_dir.path(),
     );
     assert!(stdout.contains("| figure | size | measured |"), "{stdout}");
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
@@ -87,10 +132,6 @@ fn smoke_mode_measures_every_figure() {
     assert!(!stdout.contains("FAILED"), "{stdout}");
     let written = std::fs::read_to_string(&out).expect("--out was written");
     assert!(written.contains("## Runs") && written.contains("crm-bench smoke"));
-    assert!(
-        took < Duration::from_secs(60),
-        "smoke mode took {took:?}; it must stay under a minute"
-    );
 }
 
 /// `run --data-sets`: the first run loads the set (and measures the
@@ -102,34 +143,28 @@ fn a_kept_data_set_is_reused_instead_of_loaded() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let kept = dir.path().join("kept");
     let run = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_crm-bench"))
-            .args([
-                "run",
-                "--sizes",
-                "300",
-                "--only",
-                "creates",
-                "--seconds",
-                "1",
-            ])
-            .arg("--node")
-            .arg(&node)
-            .arg("--data-sets")
-            .arg(&kept)
-            .arg("--out")
-            .arg(dir.path().join("BENCHMARKS.md"))
-            .arg("--work-dir")
-            .arg(dir.path())
-            .output()
-            .expect("run crm-bench run");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "crm-bench run failed ({}):\n{stdout}\n{stderr}",
-            output.status
+        let printed = crm_bench(
+            Command::new(env!("CARGO_BIN_EXE_crm-bench"))
+                .args([
+                    "run",
+                    "--sizes",
+                    "300",
+                    "--only",
+                    "creates",
+                    "--seconds",
+                    "1",
+                ])
+                .arg("--node")
+                .arg(&node)
+                .arg("--data-sets")
+                .arg(&kept)
+                .arg("--out")
+                .arg(dir.path().join("BENCHMARKS.md"))
+                .arg("--work-dir")
+                .arg(dir.path()),
+            dir.path(),
         );
-        (stdout, stderr)
+        (printed.stdout, printed.stderr)
     };
     let import_row = |stdout: &str| {
         stdout
