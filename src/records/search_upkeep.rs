@@ -15,7 +15,9 @@
 //! local or received, is judged the same way, however it was split into
 //! transactions or requests.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crm_sync::{Store, StoreError};
 
@@ -140,16 +142,48 @@ struct OptimizePolicy {
     /// so this bounds its cost per record bulk-written: with ½, the index
     /// has grown by half since it was last one segment.
     rest_share: (u64, u64),
-    /// Pages an optimize step writes, at least (`after_bulk`).
-    step_pages: i64,
+    /// How many pages each optimize step writes (`after_bulk`).
+    steps: StepSizing,
+}
+
+/// The size of an optimize's steps. Each step holds the writer, and every
+/// other write waits for the step in progress, so a step should last about
+/// `target`. What a page costs varies too much to fix a count: 100 µs in
+/// one run, 600 µs at the end of a 1,000,000-record first sync (a step of
+/// 500 pages then held the writer 300 ms, and each one-change sync round
+/// waited for one: BENCHMARKS.md, fifteenth round). So each step is sized
+/// from how long the last one took.
+#[derive(Debug, Clone, Copy)]
+struct StepSizing {
+    /// Pages of the first step (FTS5 writes at least this many: it ends a
+    /// step at the end of a term).
+    first: i64,
+    least: i64,
+    most: i64,
+    target: Duration,
+}
+
+impl StepSizing {
+    /// The pages of the step after one of `pages` pages that took `took`
+    /// (waiting for its turn included: a busy writer gets smaller steps).
+    /// It moves halfway towards the count that would have taken `target`,
+    /// so that one odd step does not swing the next.
+    fn next(&self, pages: i64, took: Duration) -> i64 {
+        let scaled = pages as f64 * self.target.as_secs_f64() / took.as_secs_f64().max(1e-4);
+        (((pages as f64 + scaled) / 2.0) as i64).clamp(self.least, self.most)
+    }
 }
 
 const OPTIMIZE_POLICY: OptimizePolicy = OptimizePolicy {
     // About 200,000 clients (1,000,000 took 73,600 pages).
     from_pages: 15_000,
     rest_share: (1, 2),
-    // About 50 ms of the writer at 100 µs a page.
-    step_pages: 500,
+    steps: StepSizing {
+        first: 200,
+        least: 50,
+        most: 2_000,
+        target: Duration::from_millis(50),
+    },
 };
 
 impl OptimizePolicy {
@@ -225,10 +259,12 @@ async fn after_bulk_with(
         segments = shape.segments.len(),
         "full-text optimize started after bulk writes"
     );
+    let pace = Pace::default();
     let steps = tokio::spawn(finish_optimize(
         store.clone(),
         shape.pages(),
-        policy.step_pages,
+        policy.steps,
+        pace.clone(),
         "full-text index optimized after bulk writes",
     ));
     match answer_by {
@@ -237,11 +273,40 @@ async fn after_bulk_with(
         }
         Some(by) => {
             if tokio::time::timeout_at(by.into(), steps).await.is_err() {
+                pace.go_background();
                 tracing::info!(
                     "full-text optimize goes on in the background: the caller must answer"
                 );
             }
         }
+    }
+}
+
+/// Whether an optimize's steps run for a caller that waits for them, one
+/// after the other, or in the background, with a pause as long as the last
+/// step after each. In the background nobody waits for the optimize, but
+/// every other write and sync does wait for what it holds: the writer for
+/// a step, the disk (and so each commit's WAL sync) for the hundreds of
+/// megabytes it rewrites. Back to back, the optimize at the end of a
+/// 1,000,000-record first sync took sync rounds from 5 ms to 116–240 ms
+/// while it lasted (BENCHMARKS.md, fifteenth round).
+#[derive(Clone, Default)]
+struct Pace(Arc<AtomicBool>);
+
+impl Pace {
+    fn background() -> Pace {
+        let pace = Pace::default();
+        pace.go_background();
+        pace
+    }
+
+    fn go_background(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// The pause after a step that took `took`.
+    fn after_step(&self, took: Duration) -> Option<Duration> {
+        self.0.load(Ordering::Relaxed).then_some(took)
     }
 }
 
@@ -260,7 +325,8 @@ pub async fn resume(store: Store) {
             finish_optimize(
                 store,
                 shape.pages(),
-                OPTIMIZE_POLICY.step_pages,
+                OPTIMIZE_POLICY.steps,
+                Pace::background(),
                 "full-text merge left in progress finished",
             )
             .await;
@@ -280,22 +346,30 @@ fn start_optimize(
     let Some(shape) = due_shape(conn, policy)? else {
         return Ok(None);
     };
-    merge(conn, -policy.step_pages)?;
+    merge(conn, -policy.steps.first)?;
     Ok(Some(shape))
 }
 
 /// Continues the merge an optimize started, a step per write job, until
 /// no merge is left in progress (a positive `merge` continues a merge in
 /// progress before it starts another).
-async fn finish_optimize(store: Store, pages: u64, step_pages: i64, done: &'static str) {
+async fn finish_optimize(
+    store: Store,
+    pages: u64,
+    sizing: StepSizing,
+    pace: Pace,
+    done: &'static str,
+) {
     let began = Instant::now();
-    let about = pages / step_pages.unsigned_abs().max(1) + 1;
-    // Each step writes at least `step_pages` pages (FTS5 ends it at the
-    // end of a term), so this many steps would write the index several
-    // times over: a bound only a merge that never ends reaches.
+    let about = pages / sizing.least.unsigned_abs().max(1) + 1;
+    // Each step writes at least `least` pages (FTS5 ends it at the end of a
+    // term), so this many steps would write the index several times over:
+    // a bound only a merge that never ends reaches.
     let most_steps = 4 * about + 100;
     let mut steps = 1;
+    let mut step_pages = sizing.first;
     loop {
+        let step_began = Instant::now();
         let step = store
             .write(move |txn| {
                 merge(txn.conn(), step_pages)?;
@@ -305,8 +379,13 @@ async fn finish_optimize(store: Store, pages: u64, step_pages: i64, done: &'stat
         match step {
             Ok(Some(shape)) if shape.merging && steps < most_steps => {
                 steps += 1;
+                let took = step_began.elapsed();
+                step_pages = sizing.next(step_pages, took);
+                if let Some(pause) = pace.after_step(took) {
+                    tokio::time::sleep(pause).await;
+                }
                 if steps % 50 == 0 {
-                    tracing::info!(steps, of_about = about, "full-text optimize: merging");
+                    tracing::info!(steps, step_pages, "full-text optimize: merging");
                 }
             }
             Ok(shape) => {
@@ -333,8 +412,6 @@ async fn finish_optimize(store: Store, pages: u64, step_pages: i64, done: &'stat
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::records::search::fixtures::{indexed_database, insert_client, segments};
 
@@ -411,7 +488,7 @@ mod tests {
         let policy = OptimizePolicy {
             from_pages: 12,
             rest_share: (1, 2),
-            step_pages: 1,
+            steps: StepSizing::fixed(1),
         };
         let optimize = |conn: &Connection| optimize_if_due_with(conn, &policy).expect("upkeep");
         index_group(&conn, 1..=1);
@@ -456,8 +533,53 @@ mod tests {
     static SMALL: OptimizePolicy = OptimizePolicy {
         from_pages: 12,
         rest_share: (1, 2),
-        step_pages: 1,
+        steps: StepSizing::fixed(1),
     };
+
+    impl StepSizing {
+        const fn fixed(pages: i64) -> StepSizing {
+            StepSizing {
+                first: pages,
+                least: pages,
+                most: pages,
+                target: Duration::from_millis(50),
+            }
+        }
+    }
+
+    /// Steps pause only once nobody waits for them.
+    #[test]
+    fn background_steps_pause_as_long_as_they_took() {
+        let took = Duration::from_millis(40);
+        let pace = Pace::default();
+        assert_eq!(pace.after_step(took), None);
+        let handle = pace.clone();
+        handle.go_background();
+        assert_eq!(pace.after_step(took), Some(took), "shared with its clones");
+        assert_eq!(Pace::background().after_step(took), Some(took));
+    }
+
+    /// Steps grow on a fast writer and shrink on a slow or busy one, within
+    /// their bounds, towards steps of the target's length.
+    #[test]
+    fn optimize_steps_are_sized_from_the_last_one() {
+        let sizing = OPTIMIZE_POLICY.steps;
+        let ms = Duration::from_millis;
+        // 500 pages in 300 ms: 83 would have taken 50 ms; halfway there.
+        assert_eq!(sizing.next(500, ms(300)), 291);
+        assert_eq!(sizing.next(200, ms(50)), 200, "on target: unchanged");
+        assert_eq!(sizing.next(200, ms(10)), 600);
+        assert_eq!(sizing.next(2_000, ms(1)), 2_000, "at most `most`");
+        assert_eq!(sizing.next(50, ms(5_000)), 50, "at least `least`");
+        assert_eq!(sizing.next(100, Duration::ZERO), 2_000, "no time: the most");
+        // From a step that took a second, a few steps reach the target.
+        let mut pages = 1_000;
+        for _ in 0..8 {
+            let took = ms(u64::try_from(pages).expect("positive"));
+            pages = sizing.next(pages, took);
+        }
+        assert!((50..=55).contains(&pages), "{pages} pages at 1 ms a page");
+    }
 
     /// Writes the records `rows` through the store, one write job each.
     async fn write_separately(store: &Store, rows: std::ops::RangeInclusive<i64>) {
