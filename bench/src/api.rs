@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Default timeout of one request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Timeout of one sync round (a first sync of a large data set is long).
 const ROUND_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 /// Bound on the rounds of one sync, in case a round never reports caught up.

@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use bytes::Bytes;
@@ -24,8 +23,7 @@ use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 
-/// Longest wait for one answer, as for the reqwest client.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::api::REQUEST_TIMEOUT;
 
 /// What a load loop sends: a method, a target and (for a POST) a JSON body.
 #[derive(Clone)]

@@ -99,8 +99,8 @@ impl Versioned {
 
 /// A record as JSON text, ready to be sent, plus its ETag. A record read
 /// for the API alone is served as the projection stored it: parsing it into
-/// a value only to write the same bytes out again was a fifth of a GET's
-/// CPU (BENCHMARKS.md, fifteenth round).
+/// a value only to write the same bytes out again took about a tenth of
+/// the node's CPU during GET by id (BENCHMARKS.md, fifteenth round).
 pub struct VersionedText {
     pub json: String,
     pub etag: String,
@@ -374,15 +374,12 @@ impl Records {
                 }
                 let head: StoredHead = serde_json::from_str(&text)
                     .map_err(|e| RecordError::Internal(format!("stored record JSON: {e}")))?;
-                if head.conflicts.is_none() {
-                    return Ok(VersionedText {
-                        json: text,
-                        etag: view::etag_of_heads(&head.version),
-                    });
-                }
-                let record = served(conn, &self.schema, parse_stored(&text)?)?;
+                let json = match head.conflicts {
+                    None => text,
+                    Some(_) => served(conn, &self.schema, parse_stored(&text)?)?.to_string(),
+                };
                 Ok(VersionedText {
-                    json: record.to_string(),
+                    json,
                     etag: view::etag_of_heads(&head.version),
                 })
             })

@@ -88,7 +88,7 @@ pub fn search(
          cut AS (SELECT score FROM ranked ORDER BY score LIMIT 1 OFFSET ?3 - 1)
          SELECT hit.kind, hit.doc_id, hit.title
            FROM ranked JOIN search_index AS hit ON hit.rowid = ranked.rid
-          WHERE ranked.score <= coalesce((SELECT score FROM cut), 1e308)
+          WHERE ranked.score <= coalesce((SELECT score FROM cut), ranked.score)
           ORDER BY ranked.score, hit.doc_id LIMIT ?3",
     )?;
     let hits = stmt
