@@ -382,14 +382,23 @@ impl Browser {
     /// reached by the keyboard: every visible, enabled link, button and
     /// form control must get the focus, each with a visible focus
     /// indicator.
+    ///
+    /// The Tabs go twice round the page, so each control is focused at
+    /// least twice; it passes when it shows its ring at least once.
+    /// Chrome now and then computes no `:focus` style for one focus event
+    /// (seen on the skip link of the users page, once in many CI runs),
+    /// while a control without a focus style never shows one.
     pub async fn keyboard_unreachable(&self) -> Value {
         self.script(
-            "window.__crmFocused = new Set(); window.__crmNoRing = [];
+            "window.__crmFocused = new Set(); window.__crmRinged = new Set();
+             window.__crmUnringed = new Set();
              document.addEventListener('focusin', (event) => {
                const e = event.target; window.__crmFocused.add(e);
                const s = getComputedStyle(e);
                if (s.outlineStyle === 'none' && s.boxShadow === 'none') {
-                 window.__crmNoRing.push(e.id || e.name || e.textContent.trim().slice(0, 20));
+                 window.__crmUnringed.add(e);
+               } else {
+                 window.__crmRinged.add(e);
                }
              }, true);
              document.activeElement && document.activeElement.blur();
@@ -404,7 +413,9 @@ impl Browser {
         self.script(
             "const missed = window.__crmReachable().filter(e => !window.__crmFocused.has(e))
                  .map(e => e.id || e.name || e.getAttribute('href') || e.textContent.trim().slice(0, 20));
-             return {missed, no_focus_ring: window.__crmNoRing};",
+             const no_focus_ring = [...window.__crmUnringed].filter(e => !window.__crmRinged.has(e))
+                 .map(e => e.id || e.name || e.textContent.trim().slice(0, 20));
+             return {missed, no_focus_ring};",
         )
         .await
     }
