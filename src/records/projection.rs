@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use crm_schema::{FieldDef, FieldType, KindDef, Schema};
 use crm_sync::{
-    Deferred, DeferredWrite, DocRef, ProjectError, Projector, Rendered, StoreError, WriteTxn,
+    Deferred, DeferredWrite, DocRef, NewDocRef, ProjectError, Projector, Rendered, StoreError,
+    WriteTxn,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::document::{read_record, RecordView};
+use super::document::{read_new_root, read_record, RecordView};
 use super::value::{column_value, FieldValue};
 use super::view;
 
@@ -446,15 +447,29 @@ impl Rendered for RecordRows {
 
 impl Projector for RecordProjector {
     fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
-        Ok(match self.render_rows(doc) {
-            Some(rows) => Box::new(rows),
-            // A kind this node does not know: nothing to store.
-            None => Box::new(crm_sync::NoProjection),
-        })
+        Ok(rendered(self.render_rows(doc)))
+    }
+
+    /// Reads the record straight from the root, as a create does
+    /// (`read_new_root` is tested equal to reading the document).
+    fn render_new(&self, new: &NewDocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        let rows = self.schema.kind(new.kind).and_then(|kind| {
+            let record = read_new_root(kind, new.id, new.root, new.hash, new.time_ms);
+            self.rows_of(kind, &record)
+        });
+        Ok(rendered(rows))
     }
 
     fn after_deferred(&self, conn: &Connection, added: usize) -> Result<(), ProjectError> {
         Ok(super::search::merge_step(conn, added)?)
+    }
+}
+
+/// Rows to store; a kind this node does not know stores nothing.
+fn rendered(rows: Option<RecordRows>) -> Box<dyn Rendered> {
+    match rows {
+        Some(rows) => Box::new(rows),
+        None => Box::new(crm_sync::NoProjection),
     }
 }
 

@@ -35,7 +35,7 @@ pub use identity::{bump_epoch, NodeIdentity};
 pub use ids::{node_of_actor, DocId, Epoch, InvalidDocId, NodeId};
 pub use prepared::PreparedDoc;
 pub use projector::{
-    Deferred, DeferredWrite, DocRef, NoProjection, ProjectError, Projector, Rendered,
+    Deferred, DeferredWrite, DocRef, NewDocRef, NoProjection, ProjectError, Projector, Rendered,
 };
 pub use receive::{held_count, prepare_snapshots, ApplyReport, PreparedSnapshot, ReceiveError};
 pub use scope::DocScope;

@@ -3,7 +3,9 @@
 //! from storing them, so that new documents can be rendered on any thread
 //! and only the SQL runs in the write transaction.
 
-use automerge::Automerge;
+use std::collections::HashMap;
+
+use automerge::{hydrate, Automerge, ChangeHash};
 use rusqlite::Connection;
 
 use crate::DocId;
@@ -13,6 +15,21 @@ pub struct DocRef<'a> {
     pub id: DocId,
     pub kind: &'a str,
     pub doc: &'a Automerge,
+}
+
+/// A received document of one change, as that change's root: a first sync
+/// renders most documents from this, without loading them.
+pub struct NewDocRef<'a> {
+    pub id: DocId,
+    pub kind: &'a str,
+    /// Everything the change put at the root, `kind` included.
+    pub root: &'a HashMap<String, hydrate::Value>,
+    /// The change's hash, the document's one head.
+    pub hash: ChangeHash,
+    /// The change's time, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The document as stored: the change's bytes.
+    pub bytes: &'a [u8],
 }
 
 pub type ProjectError = Box<dyn std::error::Error + Send + Sync>;
@@ -49,6 +66,18 @@ pub trait Rendered: Send {
 pub trait Projector: Send + Sync + 'static {
     fn render(&self, doc: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError>;
 
+    /// Renders a document of one change from its root. Must render what
+    /// [`Projector::render`] renders for the loaded document, which is what
+    /// this default does.
+    fn render_new(&self, new: &NewDocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        let doc = Automerge::load(new.bytes)?;
+        self.render(&DocRef {
+            id: new.id,
+            kind: new.kind,
+            doc: &doc,
+        })
+    }
+
     /// Runs in the transaction right after deferred writes, with the number
     /// of additions among them: upkeep whose cost should come in small
     /// shares with the writes that cause it, instead of all at once inside
@@ -64,6 +93,10 @@ pub struct NoProjection;
 
 impl Projector for NoProjection {
     fn render(&self, _: &DocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
+        Ok(Box::new(NoProjection))
+    }
+
+    fn render_new(&self, _: &NewDocRef<'_>) -> Result<Box<dyn Rendered>, ProjectError> {
         Ok(Box::new(NoProjection))
     }
 }

@@ -367,13 +367,30 @@ async fn first_sync_copies_documents_then_follows_the_feed() {
     assert_eq!(round.pushed.requests, 0);
 }
 
-/// Node `a` holding `count` new documents, and an empty node `b` to copy
-/// them to: more documents than one snapshot page holds.
+/// A new document made off the writer from its root, as the node's creates
+/// and imports make them: a first sync reads such a document back from its
+/// one change without loading it.
+async fn create_from_root(store: &Store, value: i64) -> DocId {
+    let root = std::collections::HashMap::from([("a".to_owned(), value.into())]);
+    let prepared = store.prepare_root("things", &meta(), &root);
+    store
+        .write(move |txn| txn.insert_prepared(prepared, None))
+        .await
+        .expect("create commits")
+}
+
+/// Node `a` holding `count` new documents, half made by puts and half from
+/// a root, and an empty node `b` to copy them to: more documents than one
+/// snapshot page holds.
 async fn source_with_documents(count: i64) -> (Node, Node) {
     let a = node().await;
     let b = node().await;
     for n in 0..count {
-        create(&a.store, n).await;
+        if n % 2 == 0 {
+            create(&a.store, n).await;
+        } else {
+            create_from_root(&a.store, n).await;
+        }
     }
     (a, b)
 }
@@ -397,6 +414,12 @@ async fn first_sync_over_several_pages() {
     assert_eq!(round.pulled.applied, 1_601, "{round:?}");
     assert_eq!(docs(&a.store).await, docs(&b.store).await);
     assert_eq!(value(&b.store, late, "a").await, Some(7_777));
+    for id in doc_ids(&a.store).await {
+        assert_eq!(
+            value(&a.store, id, "a").await,
+            value(&b.store, id, "a").await
+        );
+    }
 }
 
 /// A round with no time to spare takes one step each way and says it is
