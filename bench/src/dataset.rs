@@ -343,21 +343,35 @@ fn require_import(imported: Imported, collection: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The operation that creates generated client `first + i` of data set
+/// `seed` by `POST /api/v1/clients`, for [`load::run`]: the HTTP creates'
+/// figure and the loading fallback.
+pub fn create_client(
+    api: &Api,
+    seed: u64,
+    first: u64,
+) -> anyhow::Result<impl Fn(u64) -> BoxedSend + Clone + Send + Sync + 'static> {
+    let url = api.url("/api/v1/clients", &[])?;
+    let client = Arc::new(api.lean()?);
+    Ok(move |i| {
+        let client = Arc::clone(&client);
+        let target = Target::post_json(&url, &generator::client(seed, first + i));
+        Box::pin(async move {
+            let target = target.map_err(|e| format!("{e:#}"))?;
+            client.send(&target).await.map(drop)
+        }) as BoxedSend
+    })
+}
+
+/// One operation of a load, boxed so that its type can be named.
+pub type BoxedSend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>;
+
 /// The fallback: one `POST /api/v1/clients` per record, 32 at a time.
 async fn post_each(api: &Api, seed: u64, rows: Range<u64>) -> anyhow::Result<Loaded> {
     let total = rows.end.saturating_sub(rows.start);
-    let first = rows.start;
-    let url = api.url("/api/v1/clients", &[])?;
-    let client = Arc::new(api.lean()?);
-    let result = load::run(FALLBACK_CONCURRENCY, Stop::Count(total), move |i| {
-        let client = Arc::clone(&client);
-        let target = Target::post_json(&url, &generator::client(seed, first + i));
-        async move {
-            let target = target.map_err(|e| format!("{e:#}"))?;
-            client.send(&target).await.map(drop)
-        }
-    })
-    .await?;
+    let create = create_client(api, seed, rows.start)?;
+    let result = load::run(FALLBACK_CONCURRENCY, Stop::Count(total), create).await?;
     result.require_clean("loading clients by POST")?;
     Ok(Loaded {
         rows: total,

@@ -12,7 +12,7 @@ use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
 use crate::api::{Api, Round};
-use crate::dataset::{Loaded, LoadedRelated};
+use crate::dataset::{self, Loaded, LoadedRelated};
 use crate::figures::{self, Measurement};
 use crate::generator;
 use crate::inprocess;
@@ -262,18 +262,7 @@ pub async fn create(
     size: u64,
     limit: Option<f64>,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let api = node.api();
-    let url = api.url("/api/v1/clients", &[])?;
-    let client = Arc::new(api.lean()?);
-    let seed = plan.seed;
-    let create_one = move |i| {
-        let client = Arc::clone(&client);
-        let target = Target::post_json(&url, &generator::client(seed, CREATED_BASE + i));
-        async move {
-            let target = target.map_err(|e| format!("{e:#}"))?;
-            client.send(&target).await.map(drop)
-        }
-    };
+    let create_one = dataset::create_client(node.api(), plan.seed, CREATED_BASE)?;
     // The bytes are read around the measured load only: the warm-up's
     // creates are not in `result.ok`.
     warm_up(plan, plan.concurrency, &create_one).await?;

@@ -14,7 +14,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::access;
 use crate::auth::Principal;
-use crate::records::Versioned;
+use crate::records::{Versioned, VersionedText};
 
 fn with_etag(status: StatusCode, versioned: Versioned) -> Response {
     tagged(
@@ -46,15 +46,26 @@ pub async fn create(
         .records
         .create(&collection, body, &principal.author())
         .await?;
-    let location = format!(
-        "/api/v1/{collection}/{}",
-        created.record["id"].as_str().unwrap_or_default()
-    );
-    let mut response = with_etag(StatusCode::CREATED, created);
+    let location = format!("/api/v1/{collection}/{}", created.id);
+    let mut response = json_text(StatusCode::CREATED, created.text);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// A record's JSON text as it was rendered, with its ETag.
+fn json_text(status: StatusCode, text: VersionedText) -> Response {
+    let response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text.json,
+    )
+        .into_response();
+    tagged(response, &text.etag)
 }
 
 pub async fn get(
@@ -65,15 +76,7 @@ pub async fn get(
     access::read(&principal)?;
     // The stored text is the record's JSON as `Json` would write it.
     let found = state.records.get_text(&collection, &id).await?;
-    let response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        found.json,
-    )
-        .into_response();
-    Ok(tagged(response, &found.etag))
+    Ok(json_text(StatusCode::OK, found))
 }
 
 pub async fn update(

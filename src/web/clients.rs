@@ -71,11 +71,7 @@ pub async fn create(
 ) -> Result<Response, WebError> {
     let kind = state.records.kind_def(CLIENTS)?;
     match fields::create(&state, &ctx, CLIENTS, &form, Map::new()).await? {
-        Ok(created) => Ok(Redirect::to(&format!(
-            "/clients/{}",
-            created.record["id"].as_str().unwrap_or_default()
-        ))
-        .into_response()),
+        Ok(created) => Ok(Redirect::to(&format!("/clients/{}", created.id)).into_response()),
         Err(RecordError::Invalid(errors)) => {
             let values = fields::echo(&kind, &form, &Json::Object(Map::new()));
             Ok((

@@ -14,7 +14,7 @@ use super::i18n::{dates, Lang};
 use super::session::{Ctx, WebForm};
 use crate::access;
 use crate::api::AppState;
-use crate::records::{FieldError, RecordError, Versioned};
+use crate::records::{Created, FieldError, RecordError};
 
 /// Whether a person edits the field on a page: references are set by the
 /// page itself (a contact's client), secrets only on their own forms.
@@ -210,7 +210,7 @@ pub async fn create(
     collection: &str,
     form: &WebForm,
     extra: Map<String, Json>,
-) -> Result<Result<Versioned, RecordError>, WebError> {
+) -> Result<Result<Created, RecordError>, WebError> {
     let user = ctx.user()?;
     access::create(user, collection)?;
     let kind = state.records.kind_def(collection)?;
