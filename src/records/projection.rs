@@ -144,7 +144,6 @@ impl From<rusqlite::Error> for SetupError {
 /// tables, rebuilds those whose shape changed (logging progress), refuses
 /// destructive schema changes. Runs on the writer before serving.
 pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError> {
-    let mut rebuilt = false;
     for kind in schema.kinds() {
         let stored: Option<(String, String)> = txn
             .conn()
@@ -177,17 +176,15 @@ pub fn prepare(txn: &mut WriteTxn<'_>, schema: &Schema) -> Result<(), SetupError
             continue;
         }
         rebuild(txn, kind, &ddl, stored.is_some())?;
-        rebuilt = true;
         txn.conn().execute(
             "INSERT INTO kind_fingerprints (kind, fields, projection) VALUES (?1, ?2, ?3)
              ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields, projection = excluded.projection",
             params![kind.collection, fields, ddl],
         )?;
     }
-    if rebuilt {
-        // A rebuild indexed every record of its kinds again: a bulk write.
-        super::search_upkeep::optimize_if_due(txn.conn())?;
-    }
+    // A rebuild indexed every record of its kinds again, a bulk write: the
+    // start-up's upkeep (`search_upkeep::resume`) optimizes the index in
+    // steps while the node serves, when its layout is due.
     Ok(())
 }
 

@@ -194,33 +194,9 @@ impl OptimizePolicy {
     }
 }
 
-/// Optimizes the index in one go, in the caller's transaction, if it is
-/// due: for a projection rebuild at start-up, before the node serves.
-/// Anything that runs while the node serves goes through [`after_bulk`].
-/// Answers whether it optimized.
-pub fn optimize_if_due(conn: &Connection) -> rusqlite::Result<bool> {
-    optimize_if_due_with(conn, &OPTIMIZE_POLICY)
-}
-
 /// The index's layout when it is due for an optimize.
 fn due_shape(conn: &Connection, policy: &OptimizePolicy) -> rusqlite::Result<Option<IndexShape>> {
     Ok(IndexShape::read(conn)?.filter(|shape| policy.due(shape)))
-}
-
-fn optimize_if_due_with(conn: &Connection, policy: &OptimizePolicy) -> rusqlite::Result<bool> {
-    let Some(shape) = due_shape(conn, policy)? else {
-        return Ok(false);
-    };
-    let began = Instant::now();
-    conn.prepare_cached("INSERT INTO search_index(search_index) VALUES ('optimize')")?
-        .execute([])?;
-    tracing::info!(
-        pages = shape.pages(),
-        segments = shape.segments.len(),
-        took_ms = began.elapsed().as_millis() as u64,
-        "full-text index optimized after bulk writes"
-    );
-    Ok(true)
 }
 
 /// Runs the upkeep after a bulk write, from a caller that must answer by
@@ -235,12 +211,14 @@ fn optimize_if_due_with(conn: &Connection, policy: &OptimizePolicy) -> rusqlite:
 /// fourteenth round). A caller that must answer gets its answer by
 /// `answer_by`; the steps left go on in the background.
 pub async fn after_bulk(store: &Store, answer_by: Option<Instant>) {
-    after_bulk_with(store, answer_by, &OPTIMIZE_POLICY).await;
+    after_bulk_with(store, answer_by, Pace::default(), &OPTIMIZE_POLICY).await;
 }
 
+/// [`after_bulk`], its steps paced by `pace` from the start.
 async fn after_bulk_with(
     store: &Store,
     answer_by: Option<Instant>,
+    pace: Pace,
     policy: &'static OptimizePolicy,
 ) {
     let started = store
@@ -259,7 +237,6 @@ async fn after_bulk_with(
         segments = shape.segments.len(),
         "full-text optimize started after bulk writes"
     );
-    let pace = Pace::default();
     let steps = tokio::spawn(finish_optimize(
         store.clone(),
         shape.pages(),
@@ -310,9 +287,17 @@ impl Pace {
     }
 }
 
-/// Finishes a merge that a stop interrupted (an optimize's steps, say), so
-/// that the next writes' merge steps do not carry it: run at start-up.
+/// The upkeep at start-up, in the background while the node serves:
+/// finishes a merge that a stop interrupted (an optimize's steps, say), so
+/// that the next writes' merge steps do not carry it, then optimizes if
+/// the layout is due: after such a stop (a finished merge can leave the
+/// rest of the index in many segments), or after a projection rebuild,
+/// which indexed every record of its kinds again.
 pub async fn resume(store: Store) {
+    resume_with(&store, &OPTIMIZE_POLICY).await;
+}
+
+async fn resume_with(store: &Store, policy: &'static OptimizePolicy) {
     let shape = store
         .read(|conn| IndexShape::read(conn).map_err(StoreError::from))
         .await;
@@ -323,9 +308,9 @@ pub async fn resume(store: Store) {
                 "finishing a full-text merge left in progress"
             );
             finish_optimize(
-                store,
+                store.clone(),
                 shape.pages(),
-                OPTIMIZE_POLICY.steps,
+                policy.steps,
                 Pace::background(),
                 "full-text merge left in progress finished",
             )
@@ -334,6 +319,7 @@ pub async fn resume(store: Store) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "reading the full-text index's layout failed"),
     }
+    after_bulk_with(store, None, Pace::background(), policy).await;
 }
 
 /// Starts an optimize if the index is due: FTS5's `merge` with a negative
@@ -490,7 +476,15 @@ mod tests {
             rest_share: (1, 2),
             steps: StepSizing::fixed(1),
         };
-        let optimize = |conn: &Connection| optimize_if_due_with(conn, &policy).expect("upkeep");
+        // What the stepped optimize ends with, in one statement.
+        let optimize = |conn: &Connection| {
+            let due = due_shape(conn, &policy).expect("layout read").is_some();
+            if due {
+                conn.execute_batch("INSERT INTO search_index(search_index) VALUES ('optimize')")
+                    .expect("optimized");
+            }
+            due
+        };
         index_group(&conn, 1..=1);
         index_group(&conn, 2..=2);
         assert!(!optimize(&conn), "below the policy's size");
@@ -608,25 +602,11 @@ mod tests {
     #[tokio::test]
     async fn after_a_bulk_write_the_optimize_runs_now_or_in_the_background() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = crm_sync::StoreConfig {
-            path: dir.path().join("node.db"),
-            cache_capacity: 16,
-            readers: 2,
-            node_name: None,
-            max_database_bytes: None,
-        };
-        let store = Store::open(
-            &config,
-            "crm",
-            &crate::node::node_migrations(),
-            std::sync::Arc::new(crm_sync::NoProjection),
-        )
-        .expect("store opened");
-
+        let store = small_store(&dir).await;
         write_separately(&store, 1..=8).await;
         let before = store_segments(&store).await;
         assert!(before > 1);
-        after_bulk_with(&store, None, &SMALL).await;
+        after_bulk_with(&store, None, Pace::default(), &SMALL).await;
         assert_eq!(
             store_segments(&store).await,
             1,
@@ -641,13 +621,64 @@ mod tests {
 
         write_separately(&store, 9..=16).await;
         assert!(store_segments(&store).await > 1);
-        after_bulk_with(&store, Some(Instant::now()), &SMALL).await;
+        after_bulk_with(&store, Some(Instant::now()), Pace::default(), &SMALL).await;
         let mut waited = 0;
         while store_segments(&store).await > 1 {
             assert!(waited < 500, "the background optimize never ran");
             tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
         }
+        store.close().await;
+    }
+
+    async fn small_store(dir: &tempfile::TempDir) -> Store {
+        let config = crm_sync::StoreConfig {
+            path: dir.path().join("node.db"),
+            cache_capacity: 16,
+            readers: 2,
+            node_name: None,
+            max_database_bytes: None,
+        };
+        Store::open(
+            &config,
+            "crm",
+            &crate::node::node_migrations(),
+            std::sync::Arc::new(crm_sync::NoProjection),
+        )
+        .expect("store opened")
+    }
+
+    async fn merging(store: &Store) -> bool {
+        store
+            .read(|conn| IndexShape::read(conn).map_err(StoreError::from))
+            .await
+            .expect("read")
+            .is_some_and(|shape| shape.merging)
+    }
+
+    /// At start-up an optimize that a stop interrupted is finished, and an
+    /// index left due (as a rebuild leaves it) is optimized.
+    #[tokio::test]
+    async fn start_up_finishes_an_interrupted_optimize_and_optimizes_a_due_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = small_store(&dir).await;
+        write_separately(&store, 1..=8).await;
+        store
+            .write(|txn| start_optimize(txn.conn(), &SMALL).map_err(StoreError::from))
+            .await
+            .expect("started")
+            .expect("due");
+        assert!(merging(&store).await, "stopped after the first step");
+        resume_with(&store, &SMALL).await;
+        assert!(!merging(&store).await);
+        assert_eq!(store_segments(&store).await, 1);
+
+        // Due, with no merge in progress.
+        write_separately(&store, 9..=16).await;
+        assert!(store_segments(&store).await > 1);
+        assert!(!merging(&store).await);
+        resume_with(&store, &SMALL).await;
+        assert_eq!(store_segments(&store).await, 1);
         store.close().await;
     }
 }
