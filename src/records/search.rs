@@ -121,17 +121,18 @@ mod tests {
         assert_eq!(match_expression(" -- "), None);
     }
 
-    /// The ranking as two plain steps: every match among the newest
-    /// RANKED_MATCHES scored, then sorted by score and id.
-    fn ranked_by_hand(conn: &Connection, q: &str, limit: usize) -> Vec<String> {
+    /// The ranking as two plain steps: every match (of `kind`) among the
+    /// newest RANKED_MATCHES scored, then sorted by score and id.
+    fn ranked_by_hand(conn: &Connection, q: &str, kind: Option<&str>, limit: usize) -> Vec<String> {
         let expr = match_expression(q).expect("a query");
         let mut scored: Vec<(f64, String)> = conn
             .prepare(
                 "SELECT bm25(search_index, 10.0, 1.0), doc_id FROM search_index
-                  WHERE search_index MATCH ?1 ORDER BY rowid DESC LIMIT ?2",
+                  WHERE search_index MATCH ?1 AND (?3 IS NULL OR kind = ?3)
+                  ORDER BY rowid DESC LIMIT ?2",
             )
             .expect("prepared")
-            .query_map(params![expr, RANKED_MATCHES], |r| {
+            .query_map(params![expr, RANKED_MATCHES, kind], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .expect("queried")
@@ -143,11 +144,13 @@ mod tests {
 
     /// Ties (equal titles and bodies score the same) are broken by id
     /// whatever order the records were stored in, and only the newest
-    /// RANKED_MATCHES matches are ranked.
+    /// RANKED_MATCHES matches (of the kind asked for) are ranked.
     #[test]
     fn search_ranks_the_newest_matches_by_score_then_id() {
         let conn = indexed_database();
-        let matches = RANKED_MATCHES + 300;
+        // Every fifth record a contact: more clients match than are ranked,
+        // fewer contacts.
+        let matches = RANKED_MATCHES + 600;
         conn.execute_batch("BEGIN").expect("begin");
         for rowid in 1..=matches {
             // Ids in an order unrelated to the rowids; a third of the
@@ -162,31 +165,39 @@ mod tests {
                     "ромашка склад опт".repeat((rowid % 4) as usize + 1),
                 ),
             };
+            let kind = if rowid % 5 == 0 {
+                "contacts"
+            } else {
+                "clients"
+            };
             conn.execute(
-                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, 'clients', ?4)",
-                params![rowid, title, body, id],
+                "INSERT INTO search_index (rowid, title, body, kind, doc_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![rowid, title, body, kind, id],
             )
             .expect("indexed");
         }
         conn.execute_batch("COMMIT").expect("commit");
-        for (q, limit) in [
-            ("ромаш", 20),
-            ("ромаш", 1),
-            ("ромашка склад", 100),
-            ("Вектор", 7),
-        ] {
-            let found: Vec<String> = search(&conn, q, None, limit)
-                .expect("searched")
-                .into_iter()
-                .map(|hit| hit.id)
-                .collect();
-            assert_eq!(found, ranked_by_hand(&conn, q, limit), "{q} limit {limit}");
-            assert_eq!(found.len(), limit, "{q}");
+        for kind in [None, Some("clients"), Some("contacts")] {
+            for (q, limit) in [
+                ("ромаш", 20),
+                ("ромаш", 1),
+                ("ромашка склад", 100),
+                ("Вектор", 7),
+            ] {
+                let found: Vec<String> = search(&conn, q, kind, limit)
+                    .expect("searched")
+                    .into_iter()
+                    .map(|hit| hit.id)
+                    .collect();
+                let by_hand = ranked_by_hand(&conn, q, kind, limit);
+                assert_eq!(found, by_hand, "{q} {kind:?} limit {limit}");
+                assert_eq!(found.len(), limit, "{q} {kind:?}");
+            }
         }
         assert!(search(&conn, "нетакого", None, 20)
             .expect("searched")
             .is_empty());
-        assert!(search(&conn, "ромаш", Some("contacts"), 20)
+        assert!(search(&conn, "ромаш", Some("deals"), 20)
             .expect("searched")
             .is_empty());
     }
