@@ -16,6 +16,7 @@ mod load;
 mod node_process;
 mod report;
 mod scenarios;
+mod settle;
 mod suite;
 
 use std::path::PathBuf;

@@ -20,6 +20,7 @@ use crate::dataset;
 use crate::figures::{self, Measurement, Spec};
 use crate::node_process::NodeProcess;
 use crate::scenarios;
+use crate::settle;
 
 /// How much a run measures.
 #[derive(Debug, Clone)]
@@ -44,6 +45,9 @@ pub struct Plan {
     pub only: Vec<Group>,
     /// Where loaded data sets are kept and reused (`--data-sets`).
     pub data_sets: Option<PathBuf>,
+    /// How long node B may take to settle after its first sync before the
+    /// converged figures are measured anyway (see `settle`).
+    pub settle_at_most: Duration,
 }
 
 /// Figures measured together, for `crm-bench run --only`.
@@ -121,6 +125,7 @@ impl Plan {
             work_dir,
             only: Vec::new(),
             data_sets: None,
+            settle_at_most: Duration::from_secs(600),
         }
     }
 
@@ -140,6 +145,8 @@ impl Plan {
             work_dir,
             only: Vec::new(),
             data_sets: None,
+            // The wait is run, but a busy CI machine must not hold it up.
+            settle_at_most: Duration::from_secs(10),
         }
     }
 }
@@ -313,7 +320,16 @@ async fn at_size(
         converged = synced.is_ok();
         rows.one(figures::FIRST_SYNC, Some(size), synced);
         if converged {
-            sync_rounds(plan, a.api(), node.api(), &ids[0], size, rows).await;
+            let settled = match node.pid() {
+                Some(pid) => settle::settle(pid, plan.settle_at_most).await,
+                None => Err(anyhow::anyhow!("node B is not running")),
+            };
+            let note = match settled {
+                Ok(settled) => settled.note(),
+                Err(e) => format!("could not wait for node B to settle: {e:#}"),
+            };
+            rows.progress(&format!("size {size}: {note}"));
+            sync_rounds(plan, a.api(), node.api(), &ids[0], size, rows, &note).await;
         }
         b = Some(node);
     }
@@ -429,15 +445,34 @@ async fn every_client(a: &NodeProcess, size: u64) -> anyhow::Result<Vec<String>>
     Ok(ids)
 }
 
-/// The figures of rounds between converged nodes.
-async fn sync_rounds(plan: &Plan, a: &Api, b: &Api, id: &str, size: u64, rows: &mut Rows) {
-    let changed = scenarios::one_change(plan, a, b, id, size).await;
+/// The figures of rounds between converged nodes, each noted with `note`
+/// (how long node B took to settle after its first sync).
+async fn sync_rounds(
+    plan: &Plan,
+    a: &Api,
+    b: &Api,
+    id: &str,
+    size: u64,
+    rows: &mut Rows,
+    note: &str,
+) {
+    let noted = |measured: anyhow::Result<Vec<Measurement>>| {
+        measured.map(|all| {
+            all.into_iter()
+                .map(|m| {
+                    let with = format!("{}; {note}", m.note);
+                    m.with_note(with)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let changed = noted(scenarios::one_change(plan, a, b, id, size).await);
     rows.add(
         &[figures::ONE_CHANGE_TIME, figures::ONE_CHANGE_BYTES],
         Some(size),
         changed,
     );
-    let noop = scenarios::noop_sync(plan, b, size).await;
+    let noop = noted(scenarios::noop_sync(plan, b, size).await);
     rows.add(
         &[
             figures::NOOP_REQUESTS,
