@@ -428,6 +428,11 @@ async fn history_shows_who_what_from_to() {
         .as_str()
         .expect("healthz names the node")
         .to_owned();
+    assert_eq!(
+        health.json["optimizing_search_index"],
+        json!(false),
+        "a new node has nothing to optimize"
+    );
 
     let client = create(&node, "clients", json!({"name": "Acme", "city": "Moscow"})).await;
     let path = record_path("clients", &id_of(&client));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::api::Api;
 use crate::node_process::storage_writes_of;
 
 /// A node writing less than this per second counts as quiet.
@@ -54,10 +55,13 @@ impl Settled {
     }
 }
 
-/// Waits, at most `most`, until process `pid` uses under a tenth of a core
-/// and writes under a mebibyte a second, and the machine holds less than
+/// Waits, at most `most`, until the node of process `pid` (answering at
+/// `api`) says it optimizes no index, uses under a tenth of a core and
+/// writes under a mebibyte a second, and the machine holds less than
 /// 64 MiB of dirty or under-write-back memory, for three seconds in a row.
-pub async fn settle(pid: u32, most: Duration) -> anyhow::Result<Settled> {
+/// The node's own word is needed: between two steps the optimize pauses
+/// as long as the last one took, seconds on a large index.
+pub async fn settle(pid: u32, api: &Api, most: Duration) -> anyhow::Result<Settled> {
     let began = Instant::now();
     let mut written = storage_writes_of(pid)?;
     let mut ticks = cpu_ticks_of(pid)?;
@@ -73,7 +77,8 @@ pub async fn settle(pid: u32, most: Duration) -> anyhow::Result<Settled> {
         let now = storage_writes_of(pid)?;
         let now_ticks = cpu_ticks_of(pid)?;
         let node_quiet = now.saturating_sub(written) < QUIET_WRITES_PER_SECOND
-            && now_ticks.saturating_sub(ticks) < QUIET_CPU_HUNDREDTHS;
+            && now_ticks.saturating_sub(ticks) < QUIET_CPU_HUNDREDTHS
+            && !optimizing(api).await?;
         (written, ticks) = (now, now_ticks);
         let machine_quiet = unwritten_bytes()? < WRITTEN_OUT_BYTES;
         quiet_for = if node_quiet && machine_quiet {
@@ -86,6 +91,13 @@ pub async fn settle(pid: u32, most: Duration) -> anyhow::Result<Settled> {
         waited: began.elapsed(),
         quiet: true,
     })
+}
+
+/// Whether the node says it is optimizing its full-text index (`/healthz`;
+/// a node too old to say counts as not optimizing).
+async fn optimizing(api: &Api) -> anyhow::Result<bool> {
+    let health = api.get("/healthz", &[]).await?;
+    Ok(health["optimizing_search_index"].as_bool().unwrap_or(false))
 }
 
 /// The CPU time process `pid` has used, all its threads, in the hundredths

@@ -321,7 +321,7 @@ async fn at_size(
         rows.one(figures::FIRST_SYNC, Some(size), synced);
         if converged {
             let settled = match node.pid() {
-                Some(pid) => settle::settle(pid, plan.settle_at_most).await,
+                Some(pid) => settle::settle(pid, node.api(), plan.settle_at_most).await,
                 None => Err(anyhow::anyhow!("node B is not running")),
             };
             let note = match settled {

@@ -12,6 +12,9 @@ pub struct Health {
     pub node_id: String,
     pub epoch: u32,
     pub name: String,
+    /// The full-text index is being optimized after a bulk write (an
+    /// import, a first sync): writes may wait for its steps until it ends.
+    pub optimizing_search_index: bool,
 }
 
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -21,5 +24,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         node_id: identity.node_id.to_string(),
         epoch: identity.epoch.0,
         name: identity.name.clone(),
+        optimizing_search_index: crate::records::search_upkeep::optimizing(),
     })
 }

@@ -15,7 +15,7 @@
 //! local or received, is judged the same way, however it was split into
 //! transactions or requests.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -287,6 +287,33 @@ impl Pace {
     }
 }
 
+/// Optimizes (or merges left in progress) running in this process: a node
+/// has one index, so one count serves it.
+static OPTIMIZING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the full-text index is being optimized now (`/healthz` says
+/// so): until it is done, every write may wait for one of its steps, and a
+/// step cannot end inside a term, so some last seconds on a large index.
+pub fn optimizing() -> bool {
+    OPTIMIZING.load(Ordering::Relaxed) > 0
+}
+
+/// Counts an optimize as running while it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        OPTIMIZING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        OPTIMIZING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The upkeep at start-up, in the background while the node serves:
 /// finishes a merge that a stop interrupted (an optimize's steps, say), so
 /// that the next writes' merge steps do not carry it, then optimizes if
@@ -346,6 +373,7 @@ async fn finish_optimize(
     pace: Pace,
     done: &'static str,
 ) {
+    let _running = Running::start();
     let began = Instant::now();
     let about = pages / sizing.least.unsigned_abs().max(1) + 1;
     // Each step writes at least `least` pages (FTS5 ends it at the end of a
@@ -539,6 +567,15 @@ mod tests {
                 target: Duration::from_millis(50),
             }
         }
+    }
+
+    /// A running optimize is counted while it lives (other tests may run
+    /// optimizes meanwhile, so only this one's share is relied on).
+    #[test]
+    fn a_running_optimize_is_counted_until_it_ends() {
+        let running = Running::start();
+        assert!(optimizing());
+        drop(running);
     }
 
     /// Steps pause only once nobody waits for them.

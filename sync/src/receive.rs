@@ -363,11 +363,21 @@ impl WriteTxn<'_> {
         prepared: Vec<PreparedSnapshot>,
     ) -> Result<ApplyReport, ReceiveError> {
         let mut stored = Vec::with_capacity(prepared.len());
-        let mut in_page = std::collections::HashSet::with_capacity(prepared.len());
+        let mut in_page: HashMap<DocId, &str> = HashMap::with_capacity(prepared.len());
         for (index, p) in prepared.iter().enumerate() {
             let here = self.check_stored_kind(index, &p.entry.doc, &p.entry.kind)?;
-            // A document twice in one page is stored by its first copy.
-            stored.push(here || !in_page.insert(p.entry.doc));
+            // A document twice in one page is stored by its first copy,
+            // and both copies must be of one kind.
+            let earlier = in_page.insert(p.entry.doc, &p.entry.kind);
+            if let Some(first) = earlier.filter(|first| *first != p.entry.kind) {
+                return Err(ReceiveError::KindMismatch {
+                    index,
+                    doc: p.entry.doc,
+                    stored: first.to_owned(),
+                    stated: p.entry.kind.clone(),
+                });
+            }
+            stored.push(here || earlier.is_some());
         }
         let mut report = ApplyReport::default();
         for ((index, p), stored) in prepared.into_iter().enumerate().zip(stored) {

@@ -574,3 +574,50 @@ async fn seeded_simulations_converge() {
         simulate(seed).await;
     }
 }
+
+/// A snapshot page that carries one document id twice, as two kinds (a
+/// peer that is broken or hostile), is refused whole: the second copy
+/// would otherwise be applied as changes to the first.
+#[tokio::test]
+async fn a_snapshot_page_with_a_document_twice_as_two_kinds_is_refused() {
+    let a = node().await;
+    let b = node().await;
+    // A document of one change whose root names `kind`.
+    let payload = |kind: &str| {
+        let mut doc = automerge::Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", kind).expect("put");
+        tx.put(ROOT, "a", 1).expect("put");
+        tx.commit();
+        doc.save()
+    };
+    let id = DocId::new();
+    let entries = vec![
+        Entry {
+            seq: 1,
+            doc: id,
+            kind: "things".into(),
+            payload: payload("things"),
+        },
+        Entry {
+            seq: 2,
+            doc: id,
+            kind: "others".into(),
+            payload: payload("others"),
+        },
+    ];
+    let kinds: KindSet = ["things".to_owned(), "others".to_owned()].into();
+    let actor = b.store.sender().actor();
+    let prepared = crm_sync::prepare_snapshots(&NoProjection, &actor, entries, &kinds)
+        .expect("each copy is a good document");
+    let sender = a.store.sender();
+    let refused = b
+        .store
+        .write(move |txn| txn.receive_snapshots(sender, prepared))
+        .await;
+    assert!(
+        matches!(refused, Err(ReceiveError::KindMismatch { index: 1, .. })),
+        "{refused:?}"
+    );
+    assert!(docs(&b.store).await.is_empty(), "nothing applied");
+}
