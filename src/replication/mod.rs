@@ -45,6 +45,28 @@ const BULK_RECEIVED: u64 = 5_000;
 /// background. The API cuts requests off at 60 s.
 const ROUND_ANSWER_BY: Duration = Duration::from_secs(50);
 
+/// Changes pulled from any peer since the last full-text upkeep, counted
+/// across pulls and rounds: a first sync or a peer's import arrives in many
+/// pages, and only the pull that catches up after them runs the upkeep.
+#[derive(Default)]
+struct ReceivedSinceUpkeep(AtomicU64);
+
+impl ReceivedSinceUpkeep {
+    fn add(&self, applied: u64) {
+        self.0.fetch_add(applied, Ordering::Relaxed);
+    }
+
+    /// The count, when it makes a bulk (`BULK_RECEIVED`), taken away so
+    /// that counting starts again; changes added meanwhile stay counted.
+    fn take_bulk(&self) -> Option<u64> {
+        let received = self.0.load(Ordering::Relaxed);
+        (received >= BULK_RECEIVED).then(|| {
+            self.0.fetch_sub(received, Ordering::Relaxed);
+            received
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     #[error("{0}")]
@@ -138,7 +160,7 @@ struct Inner {
     /// Wakes the supervisor when this process changed the peer list.
     peers_changed: tokio::sync::Notify,
     /// Changes pulled from any peer since the last full-text upkeep.
-    received_since_upkeep: AtomicU64,
+    received_since_upkeep: ReceivedSinceUpkeep,
     /// Held while a caught-up pull runs (or waits for) that upkeep.
     upkeep: tokio::sync::Mutex<()>,
 }
@@ -181,7 +203,7 @@ impl Replication {
                 status: status::StatusBoard::default(),
                 workers: Mutex::new(HashMap::new()),
                 peers_changed: tokio::sync::Notify::new(),
-                received_since_upkeep: AtomicU64::new(0),
+                received_since_upkeep: ReceivedSinceUpkeep::default(),
                 upkeep: tokio::sync::Mutex::new(()),
             }),
         })
@@ -339,7 +361,7 @@ impl Replication {
     /// that a round that reports "caught up" leaves the index optimized.
     async fn after_pull(&self, pulled: &StepReport, answer_by: Option<Instant>) {
         let counter = &self.inner.received_since_upkeep;
-        counter.fetch_add(pulled.applied, Ordering::Relaxed);
+        counter.add(pulled.applied);
         if !pulled.caught_up {
             return;
         }
@@ -351,9 +373,7 @@ impl Replication {
             },
             None => lock.await,
         };
-        let received = counter.load(Ordering::Relaxed);
-        if received >= BULK_RECEIVED {
-            counter.fetch_sub(received, Ordering::Relaxed);
+        if let Some(received) = counter.take_bulk() {
             tracing::info!(received, "caught up after a bulk of received changes");
             crate::records::search_upkeep::after_bulk(&self.inner.store, answer_by).await;
         }
@@ -456,5 +476,26 @@ impl Replication {
             tokio::spawn(worker::run(self.clone(), replicator, stop));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages counted across pulls make a bulk only together, and a bulk
+    /// taken starts the count again.
+    #[test]
+    fn received_changes_make_a_bulk_across_pulls() {
+        let received = ReceivedSinceUpkeep::default();
+        received.add(BULK_RECEIVED - 1_000);
+        assert_eq!(received.take_bulk(), None, "not yet a bulk");
+        received.add(999);
+        assert_eq!(received.take_bulk(), None);
+        received.add(1);
+        assert_eq!(received.take_bulk(), Some(BULK_RECEIVED));
+        assert_eq!(received.take_bulk(), None, "counted from zero again");
+        received.add(BULK_RECEIVED + 7);
+        assert_eq!(received.take_bulk(), Some(BULK_RECEIVED + 7));
     }
 }
