@@ -225,19 +225,9 @@ fn rebuild_root(ops: &[Op]) -> Option<HashMap<String, hydrate::Value>> {
     // last one made to the first finds every child already converted.
     let mut done: Vec<Option<hydrate::Value>> = Vec::new();
     done.resize_with(containers.len(), || None);
-    let take = |slot: Slot, done: &mut Vec<Option<hydrate::Value>>| match slot {
-        Slot::Scalar(scalar) => Some(hydrate::Value::Scalar(scalar)),
-        Slot::Container(index) => done.get_mut(index)?.take(),
-    };
     for (index, (building, _)) in containers.into_iter().enumerate().rev() {
         let value = match building {
-            Building::Map(entries) => {
-                let mut map = HashMap::with_capacity(entries.len());
-                for (key, slot) in entries {
-                    map.insert(key, take(slot, &mut done)?);
-                }
-                hydrate::Value::Map(map.into())
-            }
+            Building::Map(entries) => hydrate::Value::Map(map_of(entries, &mut done)?.into()),
             Building::List(items) => {
                 let mut values = Vec::with_capacity(items.len());
                 for slot in items {
@@ -249,9 +239,26 @@ fn rebuild_root(ops: &[Op]) -> Option<HashMap<String, hydrate::Value>> {
         };
         done[index] = Some(value);
     }
-    let mut map = HashMap::with_capacity(root.len());
-    for (key, slot) in root {
-        map.insert(key, take(slot, &mut done)?);
+    map_of(root, &mut done)
+}
+
+/// A slot's value; a container's is taken from `done`, where it was put
+/// once converted.
+fn take(slot: Slot, done: &mut [Option<hydrate::Value>]) -> Option<hydrate::Value> {
+    match slot {
+        Slot::Scalar(scalar) => Some(hydrate::Value::Scalar(scalar)),
+        Slot::Container(index) => done.get_mut(index)?.take(),
+    }
+}
+
+/// A map's entries (the root's or a nested map's) as a map of values.
+fn map_of(
+    entries: Vec<(String, Slot)>,
+    done: &mut [Option<hydrate::Value>],
+) -> Option<HashMap<String, hydrate::Value>> {
+    let mut map = HashMap::with_capacity(entries.len());
+    for (key, slot) in entries {
+        map.insert(key, take(slot, done)?);
     }
     Some(map)
 }
